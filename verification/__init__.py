@@ -1,0 +1,5 @@
+"""Alexa request verification as ASK SDK verifiers; the SDK import fix; the dev CA."""
+
+from verification import sdkcompat
+
+sdkcompat.install()
