@@ -2,4 +2,9 @@
 
 from verification import sdkcompat
 
-sdkcompat.install()
+sdkcompat.install()  # before anything below imports ask_sdk_webservice_support
+
+from verification.application_id import ApplicationIdVerifier  # noqa: E402
+from verification.errors import VerificationFailed  # noqa: E402
+
+__all__ = ["ApplicationIdVerifier", "VerificationFailed"]

@@ -1,0 +1,160 @@
+"""Intent routing: which funker function serves an intent or request type."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_FUNCTION_PORT = 9999
+
+#: Keys a route table may carry (DESIGN §6); anything else fails at start.
+ROUTE_KEYS = frozenset(
+    {"host", "port", "timeout", "arguments", "idempotent", "concurrency", "speech", "probe"}
+)
+
+# A DNS name a Docker service may have: labels of letters, digits, '-' and '_'.
+_HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$")
+
+
+class NoRoute(LookupError):
+    """Nothing serves this intent or request type."""
+
+    kind = "no-route"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no route for {name!r}")
+        self.name = name
+
+
+class RouteError(ValueError):
+    """A route table is invalid; `key` names the offending key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one intent (or request type) is served, and how to call it."""
+
+    name: str
+    host: str
+    port: int = DEFAULT_FUNCTION_PORT
+    timeout: float | None = None  # only ever shortens [dispatch] deadline
+    arguments: tuple[str, ...] | None = None  # top-level request keys sent; None = all
+    idempotent: bool = False  # may be resent after the payload went out
+    concurrency: int | None = None  # calls in flight from this process; None = unbounded
+    speech: str | Mapping[str, str] | None = None  # template for data answers
+    probe: str | None = None  # "connect" opts in to TCP probes
+    source: str = "config"  # "config" | "naming" | "discovery"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "host": self.host, "port": self.port, "source": self.source}
+
+
+def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Route:
+    """Build a Route from one `[intents.NAME]` table; RouteError names the bad key."""
+    unknown = sorted(set(table) - ROUTE_KEYS)
+    if unknown:
+        raise RouteError(unknown[0], f"unknown key (allowed: {', '.join(sorted(ROUTE_KEYS))})")
+    host = table.get("host")
+    if not isinstance(host, str) or not _HOST.match(host):
+        raise RouteError("host", "must be a host name or address")
+    port = table.get("port", default_port)
+    if not _is_int(port) or not 0 < port < 65536:
+        raise RouteError("port", "must be an integer between 1 and 65535")
+    timeout = table.get("timeout")
+    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+        raise RouteError("timeout", "must be a positive number of seconds")
+    arguments = table.get("arguments")
+    if arguments is not None:
+        if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+            raise RouteError("arguments", "must be a list of top-level request keys")
+        arguments = tuple(arguments)
+    idempotent = table.get("idempotent", False)
+    if not isinstance(idempotent, bool):
+        raise RouteError("idempotent", "must be true or false")
+    concurrency = table.get("concurrency")
+    if concurrency is not None and (not _is_int(concurrency) or concurrency < 1):
+        raise RouteError("concurrency", "must be a positive integer")
+    speech = table.get("speech")
+    if speech is not None:
+        _check_speech(speech)
+    probe = table.get("probe")
+    if probe not in (None, "connect", "resolve"):
+        raise RouteError("probe", 'must be "resolve" (default) or "connect"')
+    return Route(
+        name=name,
+        host=host,
+        port=port,
+        timeout=float(timeout) if timeout is not None else None,
+        arguments=arguments,
+        idempotent=idempotent,
+        concurrency=concurrency,
+        speech=dict(speech) if isinstance(speech, Mapping) else speech,
+        probe=probe if probe == "connect" else None,
+    )
+
+
+def _check_speech(speech: Any) -> None:
+    if isinstance(speech, str):
+        return
+    if (
+        isinstance(speech, Mapping)
+        and speech
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in speech.items())
+    ):
+        return
+    raise RouteError("speech", "must be a string or a table of locale = string")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_custom_intent(name: str) -> bool:
+    """Custom intent names: no namespace dot (AMAZON.*, Alexa.*, request types have one)."""
+    return "." not in name and not name.endswith("Request")
+
+
+@dataclass
+class Router:
+    """Resolves intent names and request types to routes.
+
+    Configured routes win; with `naming = "intent"` an unrouted custom intent
+    goes to the host of its own name (a Swarm service named after the intent).
+    """
+
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    naming: str = "intent"
+    function_port: int = DEFAULT_FUNCTION_PORT
+
+    def resolve(self, name: str) -> Route:
+        route = self.routes.get(name)
+        if route is not None:
+            return route
+        if self.naming == "intent" and is_custom_intent(name) and _HOST.match(name):
+            return Route(name=name, host=name, port=self.function_port, source="naming")
+        raise NoRoute(name)
+
+    def has_route(self, name: str) -> bool:
+        return name in self.routes
+
+    def table(self, extra_intents: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The routing table: configured routes, then model intents reached by naming."""
+        rows = [route.as_dict() for route in self.routes.values()]
+        for name in extra_intents:
+            if name not in self.routes:
+                try:
+                    rows.append(self.resolve(name).as_dict())
+                except NoRoute:
+                    continue
+        return rows

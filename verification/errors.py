@@ -1,0 +1,79 @@
+"""Verification failures, one class per reason code the logs and metrics name."""
+
+from __future__ import annotations
+
+from verification import sdkcompat
+
+sdkcompat.install()
+
+from ask_sdk_webservice_support.verifier import VerificationException  # noqa: E402
+
+
+class VerificationFailed(VerificationException):
+    """A request failed verification; `reason` is a stable code (DESIGN §5)."""
+
+    reason = "verification"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class HeadersMissing(VerificationFailed):
+    """The signature or certificate URL header is absent or unreadable."""
+
+    reason = "headers"
+
+
+class CertUrlInvalid(VerificationFailed):
+    """The certificate chain URL breaks Amazon's URL rules."""
+
+    reason = "cert-url"
+
+
+class CertFetchFailed(VerificationFailed):
+    """The certificate chain could not be fetched (network, size, redirect, status)."""
+
+    reason = "cert-fetch"
+
+
+class ChainInvalid(VerificationFailed):
+    """The chain does not lead to a trusted root, or cannot be parsed."""
+
+    reason = "chain"
+
+
+class SanMismatch(VerificationFailed):
+    """The leaf certificate's SAN does not contain echo-api.amazon.com."""
+
+    reason = "san"
+
+
+class CertExpired(VerificationFailed):
+    """The leaf certificate's notAfter has passed."""
+
+    reason = "expired"
+
+
+class CertNotYetValid(VerificationFailed):
+    """The leaf certificate's notBefore is still in the future."""
+
+    reason = "not-yet-valid"
+
+
+class SignatureInvalid(VerificationFailed):
+    """The body's signature does not verify with the leaf's key."""
+
+    reason = "signature"
+
+
+class TimestampInvalid(VerificationFailed):
+    """The request timestamp is missing or too far from now."""
+
+    reason = "timestamp"
+
+
+class ApplicationIdInvalid(VerificationFailed):
+    """The skill id is missing or not in the allowlist."""
+
+    reason = "application-id"
