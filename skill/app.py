@@ -1,0 +1,216 @@
+"""The Flask app: the pre-check seam, flask-ask-sdk's SkillAdapter, JSON errors, status routes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from verification import sdkcompat
+
+sdkcompat.install()  # before flask_ask_sdk imports the SDK's verifier module
+
+from ask_sdk_core.exceptions import SerializationException  # noqa: E402
+from ask_sdk_core.skill_builder import SkillBuilder  # noqa: E402
+from ask_sdk_webservice_support.verifier import VerificationException  # noqa: E402
+from flask import Flask, Response, g, jsonify, request  # noqa: E402
+from flask_ask_sdk.skill_adapter import (  # noqa: E402
+    VERIFY_SIGNATURE_APP_CONFIG,
+    VERIFY_TIMESTAMP_APP_CONFIG,
+    SkillAdapter,
+)
+from werkzeug.exceptions import HTTPException  # noqa: E402
+
+from dispatch.registry import Router  # noqa: E402
+from skill.envelope import MAX_BODY_BYTES, EnvelopeSerializer, MalformedRequest, precheck  # noqa: E402
+from skill.handlers import (  # noqa: E402
+    ApologyExceptionHandler,
+    Dispatcher,
+    RequestRecord,
+    request_handlers,
+    start_record,
+)
+from skill.models import examples_by_locale, load_models  # noqa: E402
+from skill.settings import Settings  # noqa: E402
+from skill.verifiers import build_verifiers  # noqa: E402
+
+log = logging.getLogger("funker_dispatch")
+request_log = logging.getLogger("funker_dispatch.requests")
+
+ALEXA_ENDPOINT = "alexa"
+JSON_TYPES = ("application/json", "text/json")
+
+# flask-ask-sdk logs these with a full traceback for every refused request; we
+# log one precise line ourselves, so a flood of bad requests stays readable.
+_ADAPTER_NOISE = ("Request verification failed", "Skill dispatch exception")
+
+
+class _DropAdapterNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in _ADAPTER_NOISE
+
+
+def create_app(settings: Settings) -> Flask:
+    """Build the app from settings; nothing happens at import time."""
+    app = Flask("funker_dispatch")
+    app.logger.addFilter(_DropAdapterNoise())
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["SETTINGS"] = settings
+    # Our verifiers replace the SDK's own (which need certvalidator/oscrypto).
+    app.config[VERIFY_SIGNATURE_APP_CONFIG] = False
+    app.config[VERIFY_TIMESTAMP_APP_CONFIG] = False
+
+    router = Router(
+        settings.routes,
+        naming=settings.dispatch.naming,
+        function_port=settings.dispatch.function_port,
+    )
+    dispatcher = Dispatcher(
+        router, settings.dispatch.deadline, settings.dispatch.max_response_bytes
+    )
+    models = load_models()
+    examples = examples_by_locale(models, _reachable(router, models))
+
+    builder = SkillBuilder()
+    for handler in request_handlers(dispatcher, examples):
+        builder.add_request_handler(handler)
+    builder.add_exception_handler(ApologyExceptionHandler())
+    skill = builder.create()
+    skill.serializer = EnvelopeSerializer()  # one JSON parse; unknown request types tolerated
+
+    adapter = SkillAdapter(
+        skill=skill,
+        skill_id=settings.skill.application_ids[0] if settings.skill.application_ids else "any",
+        verifiers=build_verifiers(settings),
+        app=app,
+    )
+    adapter.register(app=app, route=settings.server.path, endpoint=ALEXA_ENDPOINT)
+    app.extensions["funker_dispatch"] = {"router": router, "models": models}
+
+    app.before_request(_precheck)
+    app.after_request(_log_request)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
+    app.add_url_rule("/readyz", "readyz", lambda: jsonify(status="ready"))
+    app.add_url_rule("/intents", "intents", lambda: _intents(router, models))
+    return app
+
+
+def _reachable(router: Router, models: dict[str, Any]) -> set[str]:
+    names = set()
+    for model in models.values():
+        for intent in model.samples:
+            try:
+                router.resolve(intent)
+            except LookupError:
+                continue
+            names.add(intent)
+    return names
+
+
+def _intents(router: Router, models: dict[str, Any]) -> Response:
+    model_intents = sorted({name for model in models.values() for name in model.samples})
+    return jsonify(intents=router.table(model_intents))
+
+
+def error_response(error: str, message: str, status: int) -> Response:
+    response = jsonify(error=error, message=message)
+    response.status_code = status
+    return response
+
+
+def _precheck() -> Response | None:
+    if request.endpoint != ALEXA_ENDPOINT:
+        return None
+    g.started = time.perf_counter()
+    g.record = start_record()
+    mimetype = request.mimetype
+    if mimetype and mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
+        g.record.outcome, g.record.reason = "rejected", "malformed"
+        return error_response("malformed", "Content-Type must be application/json", 415)
+    try:
+        precheck(request.get_data(cache=True))
+    except MalformedRequest as exc:
+        g.record.outcome, g.record.reason = "rejected", exc.error
+        return error_response(exc.error, str(exc), exc.status)
+    return None
+
+
+def _http_error(exc: HTTPException) -> Response:
+    cause = exc.__context__
+    record: RequestRecord | None = g.get("record")
+    if isinstance(cause, VerificationException):
+        reason = getattr(cause, "reason", "verification")
+        message = getattr(cause, "message", "request failed verification")
+        log.warning(
+            "verification failed: request_id=%s reason=%s detail=%s",
+            _request_id(),
+            reason,
+            message,
+        )
+        if record is not None:
+            record.outcome, record.reason = "rejected", reason
+        return error_response(reason, message, 400)
+    if isinstance(cause, SerializationException):
+        if record is not None:
+            record.outcome, record.reason = "rejected", "malformed"
+        return error_response("malformed", "body is not a valid Alexa request", 400)
+    if exc.code == 500:
+        return _unexpected_error(cause or exc)
+    error = {
+        405: "method-not-allowed",
+        413: "too-large",
+        404: "not-found",
+    }.get(exc.code or 400, "malformed")
+    if record is not None:
+        record.outcome, record.reason = "rejected", error
+    return error_response(error, exc.description or exc.name, exc.code or 400)
+
+
+def _unexpected_error(exc: BaseException) -> Response:
+    log.error("internal error: request_id=%s", _request_id(), exc_info=exc)
+    record: RequestRecord | None = g.get("record")
+    if record is not None:
+        record.outcome, record.reason = "error", "internal"
+    return error_response("internal", "internal error", 500)
+
+
+def _request_id() -> str | None:
+    record: RequestRecord | None = g.get("record")
+    if record is not None and record.request_id:
+        return record.request_id
+    from skill.envelope import raw_envelope
+
+    raw = raw_envelope()
+    request_part = raw.get("request") if raw else None
+    return request_part.get("requestId") if isinstance(request_part, dict) else None
+
+
+def _log_request(response: Response) -> Response:
+    record: RequestRecord | None = g.get("record")
+    if record is None:
+        return response
+    total_ms = (time.perf_counter() - g.started) * 1000
+    request_log.info(
+        json.dumps(
+            {
+                "request_id": record.request_id or _request_id(),
+                "request_type": record.request_type,
+                "intent": record.intent,
+                "route": record.route,
+                "outcome": record.outcome,
+                "reason": record.reason,
+                "status": response.status_code,
+                "function_ms": _round(record.function_ms),
+                "total_ms": _round(total_ms),
+            },
+            separators=(",", ":"),
+        )
+    )
+    return response
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

@@ -1,0 +1,331 @@
+"""ASK SDK handlers: forward intents to funker functions, answer the built-ins, never crash."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from verification import sdkcompat
+
+sdkcompat.install()
+
+from ask_sdk_core.dispatch_components import (  # noqa: E402
+    AbstractExceptionHandler,
+    AbstractRequestHandler,
+)
+from ask_sdk_core.handler_input import HandlerInput  # noqa: E402
+from ask_sdk_model import IntentRequest, Response  # noqa: E402
+from ask_sdk_model.ui import Image, LinkAccountCard, SimpleCard, StandardCard  # noqa: E402
+from dispatch.responses import Reply, ReplyError, apology, to_reply  # noqa: E402
+
+from dispatch import funker  # noqa: E402
+from dispatch.registry import NoRoute, Route, Router  # noqa: E402
+from skill.envelope import raw_envelope  # noqa: E402
+from skill.messages import abilities, message  # noqa: E402
+
+log = logging.getLogger("funker_dispatch")
+
+BUILT_INS = (
+    "AMAZON.HelpIntent",
+    "AMAZON.StopIntent",
+    "AMAZON.CancelIntent",
+    "AMAZON.FallbackIntent",
+    "AMAZON.NavigateHomeIntent",
+)
+
+
+@dataclass
+class RequestRecord:
+    """What happened to one request: read by the request log and the metrics."""
+
+    request_id: str | None = None
+    request_type: str | None = None
+    intent: str | None = None
+    locale: str | None = None
+    route: str | None = None
+    outcome: str = "ok"  # ok | apology | rejected | error
+    reason: str | None = None
+    function_ms: float | None = None
+
+
+_RECORD: ContextVar[RequestRecord | None] = ContextVar("request_record", default=None)
+
+
+def start_record() -> RequestRecord:
+    record = RequestRecord()
+    _RECORD.set(record)
+    return record
+
+
+def current_record() -> RequestRecord:
+    record = _RECORD.get()
+    if record is None:  # invoked outside the web view (tests, simulate --in-process)
+        record = start_record()
+    return record
+
+
+@dataclass(frozen=True)
+class Dispatcher:
+    """Forwards one request to its function and maps the answer to a Reply."""
+
+    router: Router
+    deadline: float
+    max_response_bytes: int = 256 * 1024
+    call: Callable[..., Any] = funker.call
+
+    def answer(self, name: str, locale: str | None, request_id: str | None) -> Reply:
+        record = current_record()
+        try:
+            route = self.router.resolve(name)
+        except NoRoute as exc:
+            return self._apologise(record, locale, exc.kind, f"no route for {name}", request_id)
+        record.route = route.name
+        payload = _payload(route)
+        timeout = min(self.deadline, route.timeout or self.deadline)
+        started = time.perf_counter()
+        try:
+            raw = self.call(
+                route, payload, timeout=timeout, max_response_bytes=self.max_response_bytes
+            )
+        except funker.FunctionError as exc:
+            record.function_ms = (time.perf_counter() - started) * 1000
+            detail = f"{route.host}:{route.port} {exc}"
+            return self._apologise(record, locale, exc.kind, detail, request_id)
+        record.function_ms = (time.perf_counter() - started) * 1000
+        try:
+            return to_reply(raw, route, locale or "en-US")
+        except ReplyError as exc:
+            return self._apologise(record, locale, exc.kind, str(exc), request_id)
+
+    @staticmethod
+    def _apologise(
+        record: RequestRecord, locale: str | None, reason: str, detail: str, request_id: str | None
+    ) -> Reply:
+        record.outcome = "apology"
+        record.reason = reason
+        log.warning(
+            "function failed: request_id=%s route=%s reason=%s detail=%s",
+            request_id,
+            record.route,
+            reason,
+            detail,
+        )
+        return apology(locale or "en-US")
+
+
+def _payload(route: Route) -> dict[str, Any]:
+    """The request as Alexa sent it, narrowed to `route.arguments` when set."""
+    envelope = raw_envelope() or {}
+    if route.arguments is None:
+        return envelope
+    return {key: envelope[key] for key in route.arguments if key in envelope}
+
+
+def respond(handler_input: HandlerInput, reply: Reply) -> Response:
+    """Build the ASK response for a Reply with the SDK's response builder."""
+    builder = handler_input.response_builder
+    if reply.speech_ssml is not None:
+        builder.speak(reply.speech_ssml)
+    if reply.reprompt_ssml is not None:
+        builder.ask(reply.reprompt_ssml)
+    if reply.card is not None:
+        builder.set_card(_card(reply.card))
+    if reply.end_session is not None:
+        builder.set_should_end_session(reply.end_session)
+    if reply.directives:
+        # Raw directive dicts pass through untouched; the SDK's serializer
+        # writes dicts as they are (add_directive expects model objects).
+        builder.response.directives = [*(builder.response.directives or []), *reply.directives]
+    if reply.session_attributes is not None and handler_input.request_envelope.session is not None:
+        handler_input.attributes_manager.session_attributes = dict(reply.session_attributes)
+    return builder.response
+
+
+def _card(card: Any) -> Any:
+    if card.type == "LinkAccount":
+        return LinkAccountCard()
+    if card.type == "Standard":
+        image = None
+        if card.small_image_url or card.large_image_url:
+            image = Image(
+                small_image_url=card.small_image_url, large_image_url=card.large_image_url
+            )
+        return StandardCard(title=card.title, text=card.text, image=image)
+    return SimpleCard(title=card.title, content=card.content)
+
+
+def _locale(handler_input: HandlerInput) -> str | None:
+    return getattr(handler_input.request_envelope.request, "locale", None)
+
+
+def _request_type(handler_input: HandlerInput) -> str:
+    return handler_input.request_envelope.request.object_type or ""
+
+
+def _intent_name(handler_input: HandlerInput) -> str | None:
+    request = handler_input.request_envelope.request
+    if isinstance(request, IntentRequest) and request.intent is not None:
+        return request.intent.name
+    return None
+
+
+def _note(handler_input: HandlerInput) -> RequestRecord:
+    record = current_record()
+    request = handler_input.request_envelope.request
+    record.request_id = request.request_id
+    record.request_type = request.object_type
+    record.intent = _intent_name(handler_input)
+    record.locale = request.locale
+    return record
+
+
+class RoutedRequestHandler(AbstractRequestHandler):
+    """Anything with an explicit route: an intent (built-ins too) or a request type."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def can_handle(self, handler_input: HandlerInput) -> bool:
+        name = _intent_name(handler_input) or _request_type(handler_input)
+        return self.dispatcher.router.has_route(name)
+
+    def handle(self, handler_input: HandlerInput) -> Response:
+        record = _note(handler_input)
+        name = record.intent or record.request_type or ""
+        reply = self.dispatcher.answer(name, record.locale, record.request_id)
+        return respond(handler_input, reply)
+
+
+class LaunchRequestHandler(AbstractRequestHandler):
+    """An unrouted LaunchRequest: a welcome that lists what the skill can do."""
+
+    def __init__(self, examples: Mapping[str, Sequence[str]]) -> None:
+        self.examples = examples
+
+    def can_handle(self, handler_input: HandlerInput) -> bool:
+        return _request_type(handler_input) == "LaunchRequest"
+
+    def handle(self, handler_input: HandlerInput) -> Response:
+        locale = _note(handler_input).locale
+        text = message(locale, "welcome", abilities=_abilities(self.examples, locale))
+        return handler_input.response_builder.speak(text).ask(message(locale, "reprompt")).response
+
+
+class BuiltInIntentHandler(AbstractRequestHandler):
+    """Help, Stop, Cancel, Fallback and NavigateHome when no function serves them."""
+
+    def __init__(self, examples: Mapping[str, Sequence[str]]) -> None:
+        self.examples = examples
+
+    def can_handle(self, handler_input: HandlerInput) -> bool:
+        return _intent_name(handler_input) in BUILT_INS
+
+    def handle(self, handler_input: HandlerInput) -> Response:
+        record = _note(handler_input)
+        locale = record.locale
+        builder = handler_input.response_builder
+        what = _abilities(self.examples, locale)
+        if record.intent in ("AMAZON.StopIntent", "AMAZON.CancelIntent"):
+            return builder.speak(message(locale, "stop")).set_should_end_session(True).response
+        if record.intent == "AMAZON.HelpIntent":
+            text = message(locale, "help", abilities=what)
+        elif record.intent == "AMAZON.FallbackIntent":
+            text = message(locale, "fallback", abilities=what)
+        else:  # NavigateHome: back to the start of the skill
+            text = message(locale, "welcome", abilities=what)
+        return builder.speak(text).ask(message(locale, "reprompt")).response
+
+
+class IntentForwardHandler(AbstractRequestHandler):
+    """The catch-all: every other intent goes to its function (naming convention)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+
+    def can_handle(self, handler_input: HandlerInput) -> bool:
+        return _intent_name(handler_input) is not None
+
+    def handle(self, handler_input: HandlerInput) -> Response:
+        record = _note(handler_input)
+        reply = self.dispatcher.answer(record.intent or "", record.locale, record.request_id)
+        return respond(handler_input, reply)
+
+
+class SessionEndedRequestHandler(AbstractRequestHandler):
+    """The session ended: log why; Alexa accepts no speech here."""
+
+    def can_handle(self, handler_input: HandlerInput) -> bool:
+        return _request_type(handler_input) == "SessionEndedRequest"
+
+    def handle(self, handler_input: HandlerInput) -> Response:
+        record = _note(handler_input)
+        request = handler_input.request_envelope.request
+        error = getattr(request, "error", None)
+        log.info(
+            "session ended: request_id=%s reason=%s error=%s",
+            record.request_id,
+            getattr(getattr(request, "reason", None), "value", None),
+            getattr(getattr(error, "object_type", None), "value", None),
+        )
+        return handler_input.response_builder.response
+
+
+class AcknowledgeHandler(AbstractRequestHandler):
+    """Any other request type (AudioPlayer.*, AlexaSkillEvent.*, Messaging.*, System.*...).
+
+    These often come without a session and accept no speech: an empty
+    response acknowledges them.
+    """
+
+    def can_handle(self, handler_input: HandlerInput) -> bool:
+        return True
+
+    def handle(self, handler_input: HandlerInput) -> Response:
+        _note(handler_input)
+        return handler_input.response_builder.response
+
+
+class ApologyExceptionHandler(AbstractExceptionHandler):
+    """Anything unexpected in a handler becomes a spoken apology, and a traceback in the log."""
+
+    def can_handle(self, handler_input: HandlerInput, exception: Exception) -> bool:
+        return True
+
+    def handle(self, handler_input: HandlerInput, exception: Exception) -> Response:
+        record = current_record()
+        record.outcome = "error"
+        record.reason = "handler-error"
+        log.error(
+            "handler failed: request_id=%s type=%s",
+            record.request_id,
+            _request_type(handler_input),
+            exc_info=exception,
+        )
+        if handler_input.request_envelope.session is None:
+            return handler_input.response_builder.response  # no speech outside a session
+        return respond(handler_input, apology(_locale(handler_input) or "en-US"))
+
+
+def _abilities(examples: Mapping[str, Sequence[str]], locale: str | None) -> str:
+    chosen = (
+        examples.get(locale or "") or examples.get("en-US") or next(iter(examples.values()), [])
+    )
+    return abilities(locale, list(chosen))
+
+
+def request_handlers(
+    dispatcher: Dispatcher, examples: Mapping[str, Sequence[str]]
+) -> list[AbstractRequestHandler]:
+    """The handler chain, in the order the SDK tries it."""
+    return [
+        RoutedRequestHandler(dispatcher),
+        LaunchRequestHandler(examples),
+        BuiltInIntentHandler(examples),
+        IntentForwardHandler(dispatcher),
+        SessionEndedRequestHandler(),
+        AcknowledgeHandler(),
+    ]

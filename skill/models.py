@@ -1,0 +1,59 @@
+"""Interaction models (ask-cli format) as the skill reads them: intents and samples by locale."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "interaction_models"
+
+
+@dataclass(frozen=True)
+class LanguageModel:
+    locale: str
+    invocation_name: str
+    samples: dict[str, list[str]] = field(default_factory=dict)  # intent -> samples
+    path: Path | None = None
+
+
+def load_models(directory: Path | None = None) -> dict[str, LanguageModel]:
+    """Every `interactionModels/custom/<locale>.json` under the skill package.
+
+    Missing directory or unreadable files give no models: the skill still
+    serves; `funker-dispatch models check` is where model errors are reported.
+    """
+    directory = DEFAULT_MODELS if directory is None else directory
+    models = {}
+    for path in sorted((directory / "interactionModels" / "custom").glob("*.json")):
+        try:
+            language = json.loads(path.read_text(encoding="utf-8"))["interactionModel"][
+                "languageModel"
+            ]
+            samples = {
+                intent["name"]: [s for s in intent.get("samples", []) if isinstance(s, str)]
+                for intent in language.get("intents", [])
+            }
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        models[path.stem] = LanguageModel(
+            path.stem, str(language.get("invocationName", "")), samples, path
+        )
+    return models
+
+
+def examples_by_locale(
+    models: dict[str, LanguageModel], intents: set[str] | None = None
+) -> dict[str, list[str]]:
+    """One example request per custom intent (without slots), for welcome and help."""
+    examples: dict[str, list[str]] = {}
+    for locale, model in models.items():
+        chosen = []
+        for intent, samples in model.samples.items():
+            if intent.startswith("AMAZON.") or (intents is not None and intent not in intents):
+                continue
+            plain = [s for s in samples if "{" not in s]
+            if plain:
+                chosen.append(plain[0])
+        examples[locale] = chosen
+    return examples

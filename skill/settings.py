@@ -1,0 +1,427 @@
+"""Settings: the one place that reads the TOML file, the environment and flags (DESIGN §6)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dispatch.registry import DEFAULT_FUNCTION_PORT, Route, RouteError, parse_route
+
+ENV_PREFIX = "FUNKER_DISPATCH_"
+RESERVED_ENV = frozenset({"FUNKER_DISPATCH_CONFIG", "FUNKER_DISPATCH_HOME"})
+
+#: The fixed skill id of the embedded default (printed at start).
+DEVELOPMENT_SKILL_ID = "amzn1.ask.skill.00000000-0000-4000-8000-000000000000"
+
+EMBEDDED_SOURCE = "embedded default"
+
+
+class ConfigError(ValueError):
+    """Configuration is invalid; the message names file, key and reason."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "0.0.0.0"
+    port: int = 3000
+    workers: int = 2
+    threads: int = 8
+    path: str = "/"
+    certfile: str | None = None
+    keyfile: str | None = None
+    forwarded_allow_ips: tuple[str, ...] = ()  # proxies whose X-Forwarded-* we trust
+    graceful_timeout: float = 20.0
+    access_log: bool = False
+
+
+@dataclass(frozen=True)
+class SkillSettings:
+    application_ids: tuple[str, ...] = ()
+    verify_signature: bool = True
+    verify_timestamp: bool = True
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    deadline: float = 6.5
+    function_port: int = DEFAULT_FUNCTION_PORT
+    naming: str = "intent"
+    max_response_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True)
+class VerificationSettings:
+    trusted_roots: tuple[str, ...] = ()
+    allow_sha1: bool = False
+    prefetch: tuple[str, ...] = ()
+    local_chains: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LocalFunction:
+    """An example function the embedded default runs as a child process."""
+
+    name: str
+    script: Path
+    port: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    skill: SkillSettings = field(default_factory=SkillSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    verification: VerificationSettings = field(default_factory=VerificationSettings)
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    source: str = EMBEDDED_SOURCE
+    embedded: bool = False
+    functions: tuple[LocalFunction, ...] = ()  # started by `serve` (embedded default only)
+    trust_dev_ca: bool = False  # only the embedded default trusts the dev CA unasked
+
+
+# Each key: (parser, description of the expected value). Parsers take the TOML
+# value or, from the environment, a string.
+Parser = Callable[[Any], Any]
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _int_in(low: int, high: int) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, str):
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError("must be an integer") from None
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"must be an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _positive_float(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValueError("must be a positive number")
+    return float(value)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # environment: comma-separated
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("must be a list of strings")
+    return tuple(value)
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(map(repr, choices))}")
+        return value
+
+    return parse
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError('must be a URL path starting with "/"')
+    return value
+
+
+def _application_ids(value: Any) -> tuple[str, ...]:
+    ids = _str_list(value)
+    for application_id in ids:
+        if not application_id.startswith("amzn1."):
+            raise ValueError(f"{application_id!r} is not an Alexa skill id (amzn1.ask.skill....)")
+    return ids
+
+
+SERVER_KEYS: dict[str, Parser] = {
+    "host": _str,
+    "port": _int_in(0, 65535),
+    "workers": _int_in(1, 64),
+    "threads": _int_in(1, 256),
+    "path": _path,
+    "certfile": _str,
+    "keyfile": _str,
+    "forwarded_allow_ips": _str_list,
+    "graceful_timeout": _positive_float,
+    "access_log": _bool,
+}
+SKILL_KEYS: dict[str, Parser] = {
+    "application_ids": _application_ids,
+    "verify_signature": _bool,
+    "verify_timestamp": _bool,
+}
+DISPATCH_KEYS: dict[str, Parser] = {
+    "deadline": _positive_float,
+    "function_port": _int_in(1, 65535),
+    "naming": _choice("intent", "none"),
+    "max_response_bytes": _int_in(1024, 64 * 1024 * 1024),
+}
+VERIFICATION_KEYS: dict[str, Parser] = {
+    "trusted_roots": _str_list,
+    "allow_sha1": _bool,
+    "prefetch": _str_list,
+}
+SECTIONS = {"server", "skill", "dispatch", "verification", "intents"}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load settings: file (or the embedded default), then environment, then flags.
+
+    `overrides` are `[server]` keys from command-line flags (None values ignored).
+    Raises ConfigError naming the file, key and reason.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get("FUNKER_DISPATCH_CONFIG") or None
+    settings = embedded_default() if path is None else _from_file(Path(path))
+    settings = _apply_environment(settings, environ)
+    settings = _apply_overrides(settings, overrides or {})
+    _check(settings)
+    return settings
+
+
+def _from_file(path: Path) -> Settings:
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "-", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, "-", f"cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
+    return settings_from_mapping(data, source)
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str) -> Settings:
+    """Settings from an already-parsed TOML document."""
+    for section in data:
+        if section not in SECTIONS:
+            raise ConfigError(source, section, f"unknown section (allowed: {sorted(SECTIONS)})")
+    dispatch = _section(data, "dispatch", DISPATCH_KEYS, DispatchSettings, source)
+    verification_table = dict(_table(data, "verification", source))
+    local_chains = verification_table.pop("local_chains", {})
+    if not isinstance(local_chains, Mapping) or not all(
+        isinstance(v, str) for v in local_chains.values()
+    ):
+        raise ConfigError(source, "verification.local_chains", "must map URLs to PEM file paths")
+    verification = replace(
+        _section(
+            {"verification": verification_table},
+            "verification",
+            VERIFICATION_KEYS,
+            VerificationSettings,
+            source,
+        ),
+        local_chains=dict(local_chains),
+    )
+    routes = {}
+    for name, table in _table(data, "intents", source).items():
+        if not isinstance(table, Mapping):
+            raise ConfigError(source, f"intents.{name}", "must be a table")
+        try:
+            routes[name] = parse_route(name, table, default_port=dispatch.function_port)
+        except RouteError as exc:
+            raise ConfigError(source, f"intents.{_quote(name)}.{exc.key}", exc.reason) from None
+    return Settings(
+        server=_section(data, "server", SERVER_KEYS, ServerSettings, source),
+        skill=_section(data, "skill", SKILL_KEYS, SkillSettings, source),
+        dispatch=dispatch,
+        verification=verification,
+        routes=routes,
+        source=source,
+    )
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"' if "." in name else name
+
+
+def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, Mapping):
+        raise ConfigError(source, name, "must be a table")
+    return table
+
+
+def _section(
+    data: Mapping[str, Any], name: str, keys: Mapping[str, Parser], cls: type, source: str
+) -> Any:
+    values = {}
+    for key, value in _table(data, name, source).items():
+        parser = keys.get(key)
+        if parser is None:
+            raise ConfigError(source, f"{name}.{key}", f"unknown key (allowed: {', '.join(keys)})")
+        try:
+            values[key] = parser(value)
+        except ValueError as exc:
+            raise ConfigError(source, f"{name}.{key}", str(exc)) from None
+    return cls(**values)
+
+
+def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    server: dict[str, Any] = {}
+    skill: dict[str, Any] = {}
+    dispatch: dict[str, Any] = {}
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable in RESERVED_ENV:
+            continue
+        key = variable[len(ENV_PREFIX) :].lower()
+        if key.startswith("server_") and key[len("server_") :] in SERVER_KEYS:
+            key = key[len("server_") :]
+            target, parser = server, SERVER_KEYS[key]
+        elif key in SKILL_KEYS:
+            target, parser = skill, SKILL_KEYS[key]
+        elif key in DISPATCH_KEYS:
+            target, parser = dispatch, DISPATCH_KEYS[key]
+        else:
+            raise ConfigError("environment", variable, "unknown setting")
+        try:
+            target[key] = parser(raw)
+        except ValueError as exc:
+            raise ConfigError("environment", variable, str(exc)) from None
+    return replace(
+        settings,
+        server=replace(settings.server, **server),
+        skill=replace(settings.skill, **skill),
+        dispatch=replace(settings.dispatch, **dispatch),
+    )
+
+
+def _apply_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    server = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        try:
+            server[key] = SERVER_KEYS[key](value)
+        except ValueError as exc:
+            raise ConfigError("command line", f"--{key}", str(exc)) from None
+    return replace(settings, server=replace(settings.server, **server))
+
+
+def _check(settings: Settings) -> None:
+    """Cross-key rules, checked once at start."""
+    server = settings.server
+    if (server.certfile is None) != (server.keyfile is None):
+        raise ConfigError(settings.source, "server.certfile", "certfile and keyfile go together")
+    for key in ("certfile", "keyfile"):
+        value = getattr(server, key)
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(settings.source, f"server.{key}", f"no such file: {value}")
+    for index, root in enumerate(settings.verification.trusted_roots):
+        if not Path(root).is_file():
+            raise ConfigError(
+                settings.source, f"verification.trusted_roots[{index}]", f"no such file: {root}"
+            )
+    for url, chain in settings.verification.local_chains.items():
+        if not Path(chain).is_file():
+            raise ConfigError(
+                settings.source, f'verification.local_chains."{url}"', f"no such file: {chain}"
+            )
+    if settings.embedded and not _is_loopback(server.host):
+        raise ConfigError(
+            settings.source,
+            "server.host",
+            f"the embedded default serves on loopback only, not {server.host!r}; "
+            "pass --config to serve elsewhere",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the embedded default -------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "functions"
+
+# intent or request type -> (example function folder, extra route keys)
+EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
+    "SpaceCountIntent": ("spacecount", {"timeout": 3.0}),
+    "HelloIntent": ("hello", {}),
+    "HostnameIntent": ("hostname", {}),
+    "CaptainsIntent": (
+        "captains",
+        {
+            "arguments": ["session", "request", "version"],
+            "speech": "There are {total_captains} Docker captains.",
+        },
+    ),
+}
+
+
+def embedded_default() -> Settings:
+    """Example functions on loopback ports, dev CA trusted, bound to 127.0.0.1.
+
+    Ports are picked free at load time so a second checkout or a test run
+    does not collide with a running `make run`.
+    """
+    functions = []
+    routes = {}
+    for intent, (folder, extra) in EMBEDDED_ROUTES.items():
+        port = free_port()
+        functions.append(LocalFunction(folder, EXAMPLES / folder / "function.py", port))
+        routes[intent] = parse_route(
+            intent, {"host": "127.0.0.1", "port": port, **extra}, default_port=port
+        )
+    return Settings(
+        server=ServerSettings(host="127.0.0.1", port=3000, workers=1, threads=8),
+        skill=SkillSettings(application_ids=(DEVELOPMENT_SKILL_ID,)),
+        routes=routes,
+        source=EMBEDDED_SOURCE,
+        embedded=True,
+        functions=tuple(functions),
+        trust_dev_ca=True,
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,47 @@
+"""The verifier list the skill runs, in order: signature, timestamp, application id."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ask_sdk_webservice_support.verifier import AbstractVerifier
+from cryptography import x509
+from verification.devca import DevCA, local_chains_fetcher
+from verification.signature import certifi_roots
+
+from skill.settings import Settings
+from verification import ApplicationIdVerifier, SignatureVerifier, TimestampVerifier
+
+log = logging.getLogger("funker_dispatch")
+
+
+def build_verifiers(settings: Settings) -> list[AbstractVerifier]:
+    """Verifiers from settings; built once per app, so roots and caches are shared."""
+    verifiers: list[AbstractVerifier] = []
+    if settings.skill.verify_signature:
+        verifiers.append(signature_verifier(settings))
+    if settings.skill.verify_timestamp:
+        verifiers.append(TimestampVerifier())
+    verifiers.append(ApplicationIdVerifier(settings.skill.application_ids))
+    return verifiers
+
+
+def signature_verifier(settings: Settings) -> SignatureVerifier:
+    config = settings.verification
+    roots = load_roots(config.trusted_roots) if config.trusted_roots else None
+    local = {url: Path(path) for url, path in config.local_chains.items()}
+    if settings.trust_dev_ca:
+        # Only the embedded default trusts the dev CA without being told to.
+        ca = DevCA.load_or_create()
+        local[ca.chain_url] = Path(ca.chain_path)
+        roots = [*(roots or certifi_roots()), ca.root]
+    fetch = local_chains_fetcher(local) if local else None
+    return SignatureVerifier(roots=roots, fetch=fetch, allow_sha1=config.allow_sha1)
+
+
+def load_roots(paths: tuple[str, ...]) -> list[x509.Certificate]:
+    roots: list[x509.Certificate] = []
+    for path in paths:
+        roots.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+    return roots

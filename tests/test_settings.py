@@ -1,0 +1,180 @@
+"""Settings: TOML, environment and flags, and bad configuration failing at start."""
+
+from pathlib import Path
+
+import pytest
+
+from dispatch.registry import NoRoute, Router
+from skill.settings import DEVELOPMENT_SKILL_ID, ConfigError, load_settings
+
+EXAMPLE = """
+[server]
+host = "0.0.0.0"
+port = 3000
+workers = 2
+threads = 8
+
+[skill]
+application_ids = ["amzn1.ask.skill.4a71a0a0-d0e6-4ca7-a99b-2715e5772755"]
+verify_signature = true
+verify_timestamp = true
+
+[dispatch]
+deadline = 6.5
+function_port = 9999
+naming = "intent"
+
+[verification]
+trusted_roots = []
+allow_sha1 = false
+prefetch = []
+
+[intents.SpaceCountIntent]
+host = "spacecount"
+timeout = 3.0
+
+[intents.CaptainsIntent]
+host = "captains"
+arguments = ["session", "request", "version"]
+speech = "There are {total_captains} Docker captains."
+
+[intents."AMAZON.HelpIntent"]
+host = "help"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "dispatch.toml"
+    path.write_text(text)
+    return path
+
+
+def test_design_example_configuration_loads(tmp_path):
+    settings = load_settings(write(tmp_path, EXAMPLE), environ={})
+    assert settings.server.workers == 2
+    assert settings.skill.application_ids == (
+        "amzn1.ask.skill.4a71a0a0-d0e6-4ca7-a99b-2715e5772755",
+    )
+    space = settings.routes["SpaceCountIntent"]
+    assert (space.host, space.port, space.timeout) == ("spacecount", 9999, 3.0)
+    captains = settings.routes["CaptainsIntent"]
+    assert captains.arguments == ("session", "request", "version")
+    assert captains.speech == "There are {total_captains} Docker captains."
+    assert settings.routes["AMAZON.HelpIntent"].host == "help"
+    assert not settings.embedded
+
+
+def test_environment_wins_over_file_and_flags_win_over_both(tmp_path):
+    environ = {
+        "FUNKER_DISPATCH_VERIFY_SIGNATURE": "false",
+        "FUNKER_DISPATCH_APPLICATION_IDS": "amzn1.ask.skill.a, amzn1.ask.skill.b",
+        "FUNKER_DISPATCH_DEADLINE": "5",
+        "FUNKER_DISPATCH_SERVER_WORKERS": "4",
+        "FUNKER_DISPATCH_SERVER_PORT": "4000",
+    }
+    settings = load_settings(write(tmp_path, EXAMPLE), environ=environ, overrides={"port": 5000})
+    assert settings.skill.verify_signature is False
+    assert settings.skill.application_ids == ("amzn1.ask.skill.a", "amzn1.ask.skill.b")
+    assert settings.dispatch.deadline == 5.0
+    assert settings.server.workers == 4
+    assert settings.server.port == 5000
+
+
+def test_config_file_comes_from_environment_when_no_flag(tmp_path):
+    path = write(tmp_path, EXAMPLE)
+    settings = load_settings(environ={"FUNKER_DISPATCH_CONFIG": str(path)})
+    assert settings.source == str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("[server]\nworkerz = 2\n", "server.workerz", "unknown key"),
+        ("[server]\nport = 'x'\n", "server.port", "integer"),
+        ("[skill]\nverify_signature = 'yes please'\n", "skill.verify_signature", "true or false"),
+        ("[skill]\napplication_ids = ['nope']\n", "skill.application_ids", "not an Alexa skill id"),
+        ("[dispatch]\ndeadline = -1\n", "dispatch.deadline", "positive"),
+        ("[dispatch]\nnaming = 'dns'\n", "dispatch.naming", "one of"),
+        ("[intents.X]\nhots = 'x'\n", "intents.X.hots", "unknown key"),
+        ("[intents.X]\nport = 1\n", "intents.X.host", "host"),
+        ("[intents.X]\nhost = 'x'\ntimeout = 0\n", "intents.X.timeout", "positive"),
+        ("[intents.X]\nhost = 'x'\nconcurrency = 0\n", "intents.X.concurrency", "positive"),
+        ("[intents.X]\nhost = 'x'\narguments = 'request'\n", "intents.X.arguments", "list"),
+        ("[intents.X]\nhost = 'x'\nspeech = 3\n", "intents.X.speech", "string"),
+        ("[intents.X]\nhost = 'x'\nprobe = 'ping'\n", "intents.X.probe", "connect"),
+        ('[intents."AMAZON.HelpIntent"]\nhost = 1\n', 'intents."AMAZON.HelpIntent".host', "host"),
+        (
+            "[verification]\ntrusted_roots = ['/nonexistent.pem']\n",
+            "verification.trusted_roots[0]",
+            "no such file",
+        ),
+        ("[server]\ncertfile = '/nonexistent.pem'\n", "server.certfile", "go together"),
+        ("[mystery]\n", "mystery", "unknown section"),
+        ("[server\n", "-", "not valid TOML"),
+    ],
+)
+def test_bad_configuration_names_file_key_and_reason(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    assert error.value.source == str(path)
+    assert error.value.key == key
+    assert reason in error.value.reason
+    assert str(path) in str(error.value)
+
+
+def test_unknown_environment_setting_is_refused(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, EXAMPLE), environ={"FUNKER_DISPATCH_DEADLINES": "3"})
+    assert error.value.key == "FUNKER_DISPATCH_DEADLINES"
+
+
+def test_bad_environment_value_names_the_variable(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, EXAMPLE), environ={"FUNKER_DISPATCH_SERVER_WORKERS": "many"})
+    assert error.value.key == "FUNKER_DISPATCH_SERVER_WORKERS"
+
+
+def test_missing_file_fails_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "absent.toml", environ={})
+
+
+def test_embedded_default_is_loopback_with_the_development_skill_id():
+    settings = load_settings(environ={})
+    assert settings.embedded and settings.trust_dev_ca
+    assert settings.server.host == "127.0.0.1"
+    assert settings.skill.application_ids == (DEVELOPMENT_SKILL_ID,)
+    assert settings.skill.verify_signature is True
+    assert {f.name for f in settings.functions} == {"spacecount", "hello", "hostname", "captains"}
+    assert all(route.host == "127.0.0.1" for route in settings.routes.values())
+
+
+def test_embedded_default_refuses_a_public_host():
+    with pytest.raises(ConfigError, match="loopback"):
+        load_settings(environ={}, overrides={"host": "0.0.0.0"})
+
+
+def test_embedded_default_takes_environment_settings():
+    settings = load_settings(environ={"FUNKER_DISPATCH_DEADLINE": "2"})
+    assert settings.dispatch.deadline == 2.0
+
+
+def test_naming_convention_applies_to_custom_intents_only(tmp_path):
+    settings = load_settings(write(tmp_path, EXAMPLE), environ={})
+    router = Router(settings.routes, naming="intent", function_port=9999)
+    assert router.resolve("HostnameIntent").host == "HostnameIntent"
+    assert router.resolve("HostnameIntent").source == "naming"
+    for name in ("AMAZON.StopIntent", "LaunchRequest", "AudioPlayer.PlaybackStarted"):
+        with pytest.raises(NoRoute):
+            router.resolve(name)
+    assert router.resolve("AMAZON.HelpIntent").source == "config"
+
+
+def test_naming_none_refuses_unrouted_intents(tmp_path):
+    text = EXAMPLE.replace('naming = "intent"', 'naming = "none"')
+    settings = load_settings(write(tmp_path, text), environ={})
+    router = Router(settings.routes, naming=settings.dispatch.naming)
+    with pytest.raises(NoRoute):
+        router.resolve("HostnameIntent")
+    assert router.resolve("SpaceCountIntent").host == "spacecount"
