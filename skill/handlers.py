@@ -20,10 +20,10 @@ from ask_sdk_core.dispatch_components import (  # noqa: E402
 from ask_sdk_core.handler_input import HandlerInput  # noqa: E402
 from ask_sdk_model import IntentRequest, Response  # noqa: E402
 from ask_sdk_model.ui import Image, LinkAccountCard, SimpleCard, StandardCard  # noqa: E402
-from dispatch.responses import Reply, ReplyError, apology, to_reply  # noqa: E402
 
 from dispatch import funker  # noqa: E402
 from dispatch.registry import NoRoute, Route, Router  # noqa: E402
+from dispatch.responses import Reply, ReplyError, apology, to_reply  # noqa: E402
 from skill.envelope import raw_envelope  # noqa: E402
 from skill.messages import abilities, message  # noqa: E402
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from ask_sdk_webservice_support.verifier import AbstractVerifier
 from cryptography import x509
-from verification.devca import DevCA, local_chains_fetcher
-from verification.signature import certifi_roots
 
 from skill.settings import Settings
 from verification import ApplicationIdVerifier, SignatureVerifier, TimestampVerifier
+from verification.devca import DevCA, local_chains_fetcher
+from verification.signature import certifi_roots
 
 log = logging.getLogger("funker_dispatch")
 
