@@ -1,0 +1,245 @@
+"""End-to-end fixtures: a real server process, real function processes, signed requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from skill.settings import DEVELOPMENT_SKILL_ID
+from verification.devca import DevCA
+
+HERE = Path(__file__).resolve().parent
+FUNCTION = HERE / "function.py"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Poll a condition with a deadline (no fixed sleeps)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def function_process() -> Iterator[Callable[[str], int]]:
+    """Start tests/e2e/function.py in a mode; returns its port once it prints 'ready'."""
+    children: list[subprocess.Popen[str]] = []
+
+    def start(mode: str) -> int:
+        port = free_port()
+        child = subprocess.Popen(
+            [sys.executable, str(FUNCTION), "--mode", mode, "--port", str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        children.append(child)
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        return port
+
+    yield start
+    for child in children:
+        child.kill()
+        child.wait()
+
+
+@pytest.fixture(scope="session")
+def dev_ca(tmp_path_factory: pytest.TempPathFactory) -> DevCA:
+    return DevCA.load_or_create(tmp_path_factory.mktemp("devca-home"))
+
+
+@dataclass
+class Server:
+    url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, within: float = 5.0) -> str:
+        wait_until(lambda: text in self.log(), within, f"log line containing {text!r}")
+        return self.log()
+
+
+def trusted_config(dev_ca: DevCA, tmp: Path) -> str:
+    root = tmp / "devca-root.pem"
+    root.write_bytes(dev_ca.root.public_bytes(Encoding.PEM))
+    return (
+        f'[skill]\napplication_ids = ["{DEVELOPMENT_SKILL_ID}"]\n\n'
+        f'[verification]\ntrusted_roots = ["{root}"]\n\n'
+        f'[verification.local_chains]\n"{dev_ca.chain_url}" = "{dev_ca.chain_path}"\n\n'
+    )
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, dev_ca: DevCA) -> Iterator[Callable[..., Server]]:
+    """Start `funker-dispatch serve` with routes appended to a dev-CA-trusting config."""
+    servers: list[Server] = []
+
+    def start(
+        routes: str = "",
+        *,
+        base: str | None = None,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+    ) -> Server:
+        config = tmp_path / f"dispatch-{len(servers)}.toml"
+        config.write_text((trusted_config(dev_ca, tmp_path) if base is None else base) + routes)
+        port = free_port()
+        log_path = tmp_path / f"server-{len(servers)}.log"
+        environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(tmp_path / "home"), **(env or {})}
+        environment.pop("FUNKER_DISPATCH_CONFIG", None)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "skill.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+        server = Server(f"http://127.0.0.1:{port}", log_path, process)
+        servers.append(server)
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited:\n{server.log()}")
+            try:
+                with urllib.request.urlopen(server.url + "/healthz", timeout=1) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, 20, "the server to answer /healthz")
+        return server
+
+    yield start
+    for server in servers:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+
+
+def envelope(
+    request: dict[str, Any],
+    *,
+    session_attributes: dict[str, Any] | None = None,
+    new: bool = True,
+    application_id: str = DEVELOPMENT_SKILL_ID,
+    locale: str = "en-GB",
+) -> dict[str, Any]:
+    """A complete request envelope as Alexa sends it, stamped now."""
+    application = {"applicationId": application_id}
+    return {
+        "version": "1.0",
+        "session": {
+            "new": new,
+            "sessionId": "amzn1.echo-api.session.test",
+            "application": application,
+            "attributes": session_attributes or {},
+            "user": {"userId": "amzn1.ask.account.TESTUSER"},
+        },
+        "context": {
+            "System": {
+                "application": application,
+                "user": {"userId": "amzn1.ask.account.TESTUSER"},
+                "device": {"deviceId": "amzn1.ask.device.TEST", "supportedInterfaces": {}},
+                "apiEndpoint": "https://api.eu.amazonalexa.com",
+            }
+        },
+        "request": {
+            "requestId": f"amzn1.echo-api.request.{uuid.uuid4()}",
+            "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "locale": locale,
+            **request,
+        },
+    }
+
+
+def intent(name: str, slots: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    return envelope(
+        {
+            "type": "IntentRequest",
+            "intent": {"name": name, "confirmationStatus": "NONE", "slots": slots or {}},
+        },
+        **kwargs,
+    )
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def speech(self) -> str:
+        return self.json["response"]["outputSpeech"]["ssml"]
+
+
+def post(
+    url: str, body: bytes, headers: dict[str, str] | None = None, method: str = "POST"
+) -> Answer:
+    request = urllib.request.Request(
+        url,
+        data=body if method == "POST" else None,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return Answer(response.status, response.read(), response.headers["Content-Type"])
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read(), error.headers.get("Content-Type", ""))
+
+
+@pytest.fixture
+def signed(dev_ca: DevCA) -> Callable[..., Answer]:
+    """POST a request envelope signed by the dev CA (over the exact bytes sent)."""
+
+    def send(
+        url: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+    ) -> Answer:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return post(url + "/", raw, {**dev_ca.sign(raw), **(headers or {})})
+
+    return send

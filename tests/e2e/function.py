@@ -1,0 +1,83 @@
+"""A funker function for end-to-end tests, one behaviour per --mode, as a real process.
+
+Written on raw sockets (not dispatch.funker.serve) so it can misbehave in the
+ways real functions do: stall, hang up, answer garbage or far too much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import threading
+
+REPLIES = {
+    # The seed's functions answered a full Alexa envelope.
+    "envelope": lambda p: {
+        "version": "1.0",
+        "sessionAttributes": {"seen": True},
+        "response": {
+            "outputSpeech": {"type": "PlainText", "text": "There are 7 people in space."},
+            "card": {"type": "Simple", "title": "People in space", "content": "7 aboard"},
+            "shouldEndSession": True,
+        },
+    },
+    "short": lambda p: {
+        "speech": "<speak>Hello <emphasis>there</emphasis></speak>",
+        "card": {
+            "title": "Hello",
+            "text": "Standard card",
+            "image": {"small": "https://example.com/s.png", "large": "https://example.com/l.png"},
+        },
+    },
+    "text": lambda p: "Fish & chips < 5 pounds",
+    "data": lambda p: {"total_captains": 12},
+    # Counts turns in the session: proves attributes go out and come back.
+    "session": lambda p: {
+        "speech": f"turn {(p.get('session', {}).get('attributes') or {}).get('turn', 0) + 1}",
+        "reprompt": "again?",
+        "session_attributes": {
+            "turn": (p.get("session", {}).get("attributes") or {}).get("turn", 0) + 1
+        },
+    },
+    # Echoes what it received, so tests can see the payload the dispatcher sent.
+    "echo": lambda p: {"speech": "echo", "session_attributes": {"received": p}},
+}
+
+
+def serve(mode: str, host: str, port: int) -> None:
+    listener = socket.create_server((host, port), reuse_port=False)
+    print("ready", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=answer, args=(conn, mode), daemon=True).start()
+
+
+def answer(conn: socket.socket, mode: str) -> None:
+    with conn:
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+        if mode == "stall":
+            threading.Event().wait()  # never answers
+        if mode == "close":
+            return
+        if mode == "badjson":
+            conn.sendall(b"{not json")
+            return
+        if mode == "huge":
+            conn.sendall(b'"' + b"x" * (1024 * 1024) + b'"')
+            return
+        payload = json.loads(b"".join(chunks))
+        conn.sendall(json.dumps(REPLIES[mode](payload)).encode())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--mode", required=True, choices=[*REPLIES, "stall", "close", "badjson", "huge"]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    serve(args.mode, args.host, args.port)

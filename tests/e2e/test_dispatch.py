@@ -1,0 +1,337 @@
+"""Alexa request → real server → real funker function process → spoken reply."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import envelope, free_port, intent, post
+
+ROUTES = """
+[intents.EnvelopeIntent]
+host = "127.0.0.1"
+port = {envelope}
+
+[intents.ShortIntent]
+host = "127.0.0.1"
+port = {short}
+
+[intents.TextIntent]
+host = "127.0.0.1"
+port = {text}
+
+[intents.CaptainsIntent]
+host = "127.0.0.1"
+port = {data}
+
+[intents.CaptainsIntent.speech]
+default = "There are {{total_captains}} Docker captains."
+"en-GB" = "There are {{total_captains}} Docker captains, mate."
+
+[intents.DownIntent]
+host = "127.0.0.1"
+port = {down}
+timeout = 0.5
+
+[intents.StallIntent]
+host = "127.0.0.1"
+port = {stall}
+timeout = 0.5
+
+[intents.CloseIntent]
+host = "127.0.0.1"
+port = {close}
+
+[intents.BadJsonIntent]
+host = "127.0.0.1"
+port = {badjson}
+
+[intents.HugeIntent]
+host = "127.0.0.1"
+port = {huge}
+
+[intents.SessionIntent]
+host = "127.0.0.1"
+port = {session}
+
+[intents.EchoIntent]
+host = "127.0.0.1"
+port = {echo}
+
+[intents.NarrowIntent]
+host = "127.0.0.1"
+port = {echo}
+arguments = ["session", "request", "version"]
+
+[intents.DataWithoutTemplateIntent]
+host = "127.0.0.1"
+port = {data}
+
+[intents."AudioPlayer.PlaybackFailed"]
+host = "127.0.0.1"
+port = {short}
+"""
+
+MODES = [
+    "envelope",
+    "short",
+    "text",
+    "data",
+    "stall",
+    "close",
+    "badjson",
+    "huge",
+    "session",
+    "echo",
+]
+
+
+@pytest.fixture(scope="module")
+def server(function_process, start_server):
+    ports = {mode: function_process(mode) for mode in MODES}
+    ports["down"] = free_port()  # nothing listens there
+    return start_server(ROUTES.format(**ports))
+
+
+def ask(signed, server, body):
+    answer = signed(server.url, body)
+    assert answer.status == 200, answer.body
+    return answer.json
+
+
+def test_seed_style_envelope_is_carried_over(signed, server):
+    reply = ask(signed, server, intent("EnvelopeIntent"))
+    response = reply["response"]
+    assert response["outputSpeech"]["ssml"] == "<speak>There are 7 people in space.</speak>"
+    assert response["card"] == {"type": "Simple", "title": "People in space", "content": "7 aboard"}
+    assert response["shouldEndSession"] is True
+    assert reply["sessionAttributes"] == {"seen": True}
+
+
+def test_short_form_with_ssml_and_standard_card(signed, server):
+    response = ask(signed, server, intent("ShortIntent"))["response"]
+    assert response["outputSpeech"]["ssml"] == "<speak>Hello <emphasis>there</emphasis></speak>"
+    assert response["card"]["type"] == "Standard"
+    assert response["card"]["text"] == "Standard card"
+    assert response["card"]["image"] == {
+        "smallImageUrl": "https://example.com/s.png",
+        "largeImageUrl": "https://example.com/l.png",
+    }
+
+
+def test_plain_text_answer_is_escaped_into_ssml(signed, server):
+    response = ask(signed, server, intent("TextIntent"))["response"]
+    assert response["outputSpeech"]["ssml"] == "<speak>Fish &amp; chips &lt; 5 pounds</speak>"
+    assert response["shouldEndSession"] is True
+
+
+def test_data_answer_is_spoken_through_the_locale_template(signed, server):
+    gb = ask(signed, server, intent("CaptainsIntent", locale="en-GB"))["response"]
+    us = ask(signed, server, intent("CaptainsIntent", locale="en-US"))["response"]
+    assert gb["outputSpeech"]["ssml"] == "<speak>There are 12 Docker captains, mate.</speak>"
+    assert us["outputSpeech"]["ssml"] == "<speak>There are 12 Docker captains.</speak>"
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("DownIntent", "unreachable"),
+        ("StallIntent", "deadline"),
+        ("CloseIntent", "protocol"),
+        ("BadJsonIntent", "protocol"),
+        ("HugeIntent", "too-large"),
+        ("DataWithoutTemplateIntent", "template"),
+    ],
+)
+def test_failing_function_gets_spoken_apology_and_precise_log_line(signed, server, name, reason):
+    body = intent(name)
+    response = ask(signed, server, body)["response"]
+    speech = response["outputSpeech"]["ssml"]
+    assert "Sorry" in speech
+    assert "127.0.0.1" not in speech and reason not in speech  # no internals spoken
+    request_id = body["request"]["requestId"]
+    log = server.wait_for_log(f"request_id={request_id}")
+    line = next(line for line in log.splitlines() if f"request_id={request_id}" in line)
+    assert f"reason={reason}" in line
+    assert f"route={name}" in line
+
+
+def test_session_attributes_round_trip(signed, server):
+    first = ask(signed, server, intent("SessionIntent"))
+    assert first["sessionAttributes"] == {"turn": 1}
+    assert first["response"]["shouldEndSession"] is False
+    second = ask(
+        signed,
+        server,
+        intent("SessionIntent", new=False, session_attributes=first["sessionAttributes"]),
+    )
+    assert second["sessionAttributes"] == {"turn": 2}
+    assert second["response"]["outputSpeech"]["ssml"] == "<speak>turn 2</speak>"
+
+
+def test_function_receives_the_request_exactly_as_sent(signed, server):
+    body = intent("EchoIntent")
+    body["context"]["Viewport"] = {"experiences": [{"futureField": True}]}
+    body["request"]["somethingNew"] = {"nested": [1, 2, 3]}
+    received = ask(signed, server, body)["sessionAttributes"]["received"]
+    assert received == body
+
+
+def test_route_arguments_narrow_the_payload(signed, server):
+    body = intent("NarrowIntent")
+    received = ask(signed, server, body)["sessionAttributes"]["received"]
+    assert set(received) == {"session", "request", "version"}
+    assert received["request"] == body["request"]
+
+
+def test_routed_request_type_is_forwarded(signed, server):
+    body = envelope({"type": "AudioPlayer.PlaybackFailed", "token": "t"})
+    del body["session"]
+    answer = signed(server.url, body)
+    assert answer.status == 200
+    assert "Hello" in answer.json["response"]["outputSpeech"]["ssml"]
+
+
+def test_launch_without_route_welcomes_and_keeps_the_session_open(signed, server):
+    response = ask(signed, server, envelope({"type": "LaunchRequest"}))["response"]
+    assert "Welcome" in response["outputSpeech"]["ssml"]
+    assert response["shouldEndSession"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "expect", "ends"),
+    [
+        ("AMAZON.HelpIntent", "You can ask", False),
+        ("AMAZON.FallbackIntent", "can't help", False),
+        ("AMAZON.NavigateHomeIntent", "Welcome", False),
+        ("AMAZON.StopIntent", "Goodbye", True),
+        ("AMAZON.CancelIntent", "Goodbye", True),
+    ],
+)
+def test_built_in_intents_have_default_replies(signed, server, name, expect, ends):
+    response = ask(signed, server, intent(name))["response"]
+    assert expect in response["outputSpeech"]["ssml"]
+    assert response["shouldEndSession"] is ends
+
+
+def test_session_ended_gets_an_empty_response(signed, server):
+    body = envelope({"type": "SessionEndedRequest", "reason": "USER_INITIATED"})
+    assert ask(signed, server, body)["response"] == {}
+
+
+@pytest.mark.parametrize(
+    "request_type",
+    [
+        "AudioPlayer.PlaybackStarted",
+        "AlexaSkillEvent.SkillEnabled",
+        "Messaging.MessageReceived",
+        "System.ExceptionEncountered",
+        "Alexa.Presentation.APL.SomethingNewer",
+    ],
+)
+def test_requests_without_a_session_are_acknowledged(signed, server, request_type):
+    body = envelope({"type": request_type})
+    del body["session"]
+    if request_type == "System.ExceptionEncountered":
+        body["request"]["error"] = {"type": "INVALID_RESPONSE", "message": "x"}
+        body["request"]["cause"] = {"requestId": "amzn1.echo-api.request.earlier"}
+    answer = signed(server.url, body)
+    assert answer.status == 200, answer.body
+    assert "outputSpeech" not in answer.json["response"]
+
+
+def test_intents_route_lists_the_routing_table(server):
+    answer = post(server.url + "/intents", b"", method="GET")
+    assert answer.status == 200
+    rows = {row["name"]: row for row in answer.json["intents"]}
+    assert rows["EnvelopeIntent"]["host"] == "127.0.0.1"
+    assert rows["EnvelopeIntent"]["source"] == "config"
+
+
+# --- bad input: 400/405/413/415 with a JSON body, never 500, never HTML ---------
+
+
+def deeply_nested(depth: int) -> bytes:
+    return b'{"request": {"type": "IntentRequest"}, "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+BAD_BODIES = [
+    ("invalid JSON", b"{not json", "malformed"),
+    ("JSON array", b"[1, 2, 3]", "malformed"),
+    ("JSON string", b'"hello"', "malformed"),
+    ("non-UTF-8 bytes", b'{"request": {"type": "\xff\xfe"}}', "malformed"),
+    ("no request.type", b'{"version": "1.0", "request": {}}', "malformed"),
+    ("request not an object", b'{"version": "1.0", "request": "IntentRequest"}', "malformed"),
+    ("deep nesting", deeply_nested(100_000), "malformed"),
+    ("moderately deep nesting", deeply_nested(500), "malformed"),
+    (
+        "intent not an object",
+        b'{"version":"1.0","request":{"type":"IntentRequest","intent":"x"}}',
+        "malformed",
+    ),
+    (
+        "timestamp garbage",
+        b'{"version":"1.0","request":{"type":"IntentRequest","timestamp":"garbage"}}',
+        "malformed",
+    ),
+    (
+        "slots a list",
+        b'{"version":"1.0","request":{"type":"IntentRequest","intent":{"name":"A","slots":[1]}}}',
+        "malformed",
+    ),
+    ("empty body", b"", "malformed"),
+]
+
+
+def assert_json_error(answer, status, error):
+    assert answer.status == status, answer.body
+    assert answer.content_type.startswith("application/json")
+    body = answer.json
+    assert body["error"] == error
+    assert isinstance(body["message"], str)
+    text = answer.body.decode()
+    assert "Traceback" not in text and "<html" not in text.lower()
+
+
+@pytest.mark.parametrize(("case", "body", "error"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+def test_malformed_body_gets_400_even_when_signed(signed, server, case, body, error):
+    assert_json_error(signed(server.url, body), 400, error)
+
+
+def test_body_over_256_kib_gets_413(signed, server):
+    body = intent("EchoIntent")
+    body["padding"] = "x" * (256 * 1024)
+    assert_json_error(signed(server.url, json.dumps(body).encode()), 413, "too-large")
+
+
+def test_get_on_the_alexa_path_gets_405(server):
+    assert_json_error(post(server.url + "/", b"", method="GET"), 405, "method-not-allowed")
+
+
+def test_form_encoded_body_gets_415(signed, server):
+    body = json.dumps(intent("EchoIntent")).encode()
+    answer = signed(server.url, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert_json_error(answer, 415, "malformed")
+
+
+def test_wrong_skill_id_gets_400_and_reaches_no_function(signed, server):
+    body = intent("EchoIntent", application_id="amzn1.ask.skill.someone-else")
+    assert_json_error(signed(server.url, body), 400, "application-id")
+
+
+def test_unsigned_request_gets_400(server):
+    answer = post(server.url + "/", json.dumps(intent("EchoIntent")).encode())
+    assert_json_error(answer, 400, "headers")
+
+
+def test_every_request_leaves_one_json_log_line(signed, server):
+    body = intent("TextIntent")
+    ask(signed, server, body)
+    request_id = body["request"]["requestId"]
+    log = server.wait_for_log(f'"request_id":"{request_id}"')
+    line = next(line for line in log.splitlines() if f'"request_id":"{request_id}"' in line)
+    record = json.loads(line[line.index("{") :])
+    assert record["intent"] == "TextIntent"
+    assert record["outcome"] == "ok"
+    assert record["route"] == "TextIntent"
