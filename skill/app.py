@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -13,8 +13,9 @@ sdkcompat.install()  # before flask_ask_sdk imports the SDK's verifier module
 
 from ask_sdk_core.exceptions import SerializationException  # noqa: E402
 from ask_sdk_core.skill_builder import SkillBuilder  # noqa: E402
+from ask_sdk_model import Request  # noqa: E402
 from ask_sdk_webservice_support.verifier import VerificationException  # noqa: E402
-from flask import Flask, Response, g, jsonify, request  # noqa: E402
+from flask import Flask, Response, current_app, g, jsonify, request  # noqa: E402
 from flask_ask_sdk.skill_adapter import (  # noqa: E402
     VERIFY_SIGNATURE_APP_CONFIG,
     VERIFY_TIMESTAMP_APP_CONFIG,
@@ -25,6 +26,7 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
 from skill.envelope import MAX_BODY_BYTES, EnvelopeSerializer, MalformedRequest, precheck  # noqa: E402
 from skill.handlers import (  # noqa: E402
+    BUILT_INS,
     ApologyExceptionHandler,
     Dispatcher,
     RequestRecord,
@@ -32,11 +34,17 @@ from skill.handlers import (  # noqa: E402
     start_record,
 )
 from skill.models import examples_by_locale, load_models  # noqa: E402
+from skill.observability import (  # noqa: E402
+    LabelPolicy,
+    log_request,
+    metrics,
+    render_metrics,
+    short_hash,
+)
 from skill.settings import Settings  # noqa: E402
 from skill.verifiers import build_verifiers  # noqa: E402
 
 log = logging.getLogger("funker_dispatch")
-request_log = logging.getLogger("funker_dispatch.requests")
 
 ALEXA_ENDPOINT = "alexa"
 JSON_TYPES = ("application/json", "text/json")
@@ -79,23 +87,69 @@ def create_app(settings: Settings) -> Flask:
     skill = builder.create()
     skill.serializer = EnvelopeSerializer()  # one JSON parse; unknown request types tolerated
 
+    verifiers = build_verifiers(settings)
     adapter = SkillAdapter(
         skill=skill,
         skill_id=settings.skill.application_ids[0] if settings.skill.application_ids else "any",
-        verifiers=build_verifiers(settings),
+        verifiers=verifiers,
         app=app,
     )
     adapter.register(app=app, route=settings.server.path, endpoint=ALEXA_ENDPOINT)
-    app.extensions["funker_dispatch"] = {"router": router, "models": models}
+
+    known_intents = {*settings.routes, *BUILT_INS}
+    known_intents.update(name for model in models.values() for name in model.samples)
+    ready = threading.Event()
+    app.extensions["funker_dispatch"] = {
+        "router": router,
+        "models": models,
+        "labels": LabelPolicy(
+            known_intents, [*Request.discriminator_value_class_map, *settings.routes]
+        ),
+        "metrics": metrics(),
+        "ready": ready,
+    }
+    _start_prefetch(verifiers, settings.verification.prefetch, ready)
 
     app.before_request(_precheck)
     app.after_request(_log_request)
+    app.teardown_request(_request_done)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
-    app.add_url_rule("/readyz", "readyz", lambda: jsonify(status="ready"))
+    app.add_url_rule("/readyz", "readyz", lambda: _readyz(ready))
+    app.add_url_rule("/metrics", "metrics", _metrics)
     app.add_url_rule("/intents", "intents", lambda: _intents(router, models))
     return app
+
+
+def _start_prefetch(verifiers: list[Any], urls: tuple[str, ...], ready: threading.Event) -> None:
+    """Fetch and validate configured chains so the first real request pays nothing."""
+    prefetchers = [v for v in verifiers if hasattr(v, "prefetch")]
+    if not urls or not prefetchers:
+        ready.set()
+        return
+
+    def run() -> None:
+        try:
+            for verifier in prefetchers:
+                for url, error in verifier.prefetch(urls):
+                    if error is not None:
+                        log.warning("prefetch failed: url=%s reason=%s", url, error)
+        finally:
+            ready.set()
+
+    threading.Thread(target=run, name="prefetch", daemon=True).start()
+
+
+def _readyz(ready: threading.Event) -> Response:
+    if ready.is_set():
+        return jsonify(status="ready")
+    return error_response("not-ready", "verifier still starting", 503)
+
+
+def _metrics() -> Response:
+    body, content_type = render_metrics()
+    return Response(body, content_type=content_type)
 
 
 def _reachable(router: Router, models: dict[str, Any]) -> set[str]:
@@ -126,6 +180,8 @@ def _precheck() -> Response | None:
         return None
     g.started = time.perf_counter()
     g.record = start_record()
+    metrics().in_flight.inc()
+    g.in_flight = True
     mimetype = request.mimetype
     if mimetype and mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
         g.record.outcome, g.record.reason = "rejected", "malformed"
@@ -135,6 +191,7 @@ def _precheck() -> Response | None:
     except MalformedRequest as exc:
         g.record.outcome, g.record.reason = "rejected", exc.error
         return error_response(exc.error, str(exc), exc.status)
+    g.checked_at = time.perf_counter()
     return None
 
 
@@ -188,26 +245,51 @@ def _request_id() -> str | None:
     return request_part.get("requestId") if isinstance(request_part, dict) else None
 
 
+def _request_done(exc: BaseException | None) -> None:
+    if g.pop("in_flight", False):
+        metrics().in_flight.dec()
+
+
 def _log_request(response: Response) -> Response:
     record: RequestRecord | None = g.get("record")
     if record is None:
         return response
-    total_ms = (time.perf_counter() - g.started) * 1000
-    request_log.info(
-        json.dumps(
-            {
-                "request_id": record.request_id or _request_id(),
-                "request_type": record.request_type,
-                "intent": record.intent,
-                "route": record.route,
-                "outcome": record.outcome,
-                "reason": record.reason,
-                "status": response.status_code,
-                "function_ms": _round(record.function_ms),
-                "total_ms": _round(total_ms),
-            },
-            separators=(",", ":"),
-        )
+    now = time.perf_counter()
+    state = current_app.extensions["funker_dispatch"]
+    labels: LabelPolicy = state["labels"]
+    measure = state["metrics"]
+    measure.requests.labels(
+        request_type=labels.request_type(record.request_type),
+        intent=labels.intent(record.intent),
+        locale=labels.locale(record.locale),
+        outcome=record.outcome,
+    ).inc()
+    if record.outcome == "rejected" and record.reason:
+        measure.verification_failures.labels(reason=record.reason).inc()
+    route = labels.intent(record.route) if record.route else None
+    if route is not None and record.function_ms is not None:
+        measure.function_seconds.labels(route=route).observe(record.function_ms / 1000)
+    if route is not None and record.outcome == "apology" and record.reason:
+        measure.function_failures.labels(route=route, kind=record.reason).inc()
+    verify_ms = None
+    if record.handled_at is not None and g.get("checked_at") is not None:
+        verify_ms = (record.handled_at - g.checked_at) * 1000
+    log_request(
+        {
+            "request_id": record.request_id or _request_id(),
+            "request_type": record.request_type,
+            "intent": record.intent,
+            "route": record.route,
+            "outcome": record.outcome,
+            "reason": record.reason,
+            "status": response.status_code,
+            "locale": record.locale,
+            "user": short_hash(record.user_id),
+            "device": short_hash(record.device_id),
+            "verify_ms": _round(verify_ms),
+            "function_ms": _round(record.function_ms),
+            "total_ms": _round((now - g.started) * 1000),
+        }
     )
     return response
 

@@ -50,6 +50,9 @@ class RequestRecord:
     outcome: str = "ok"  # ok | apology | rejected | error
     reason: str | None = None
     function_ms: float | None = None
+    user_id: str | None = None  # hashed before it is logged
+    device_id: str | None = None
+    handled_at: float | None = None  # perf_counter when the first handler ran
 
 
 _RECORD: ContextVar[RequestRecord | None] = ContextVar("request_record", default=None)
@@ -180,6 +183,10 @@ def _note(handler_input: HandlerInput) -> RequestRecord:
     record.request_type = request.object_type
     record.intent = _intent_name(handler_input)
     record.locale = request.locale
+    record.handled_at = time.perf_counter()
+    system = getattr(handler_input.request_envelope.context, "system", None)
+    record.user_id = getattr(getattr(system, "user", None), "user_id", None)
+    record.device_id = getattr(getattr(system, "device", None), "device_id", None)
     return record
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from skill.observability import mark_worker_dead, prepare_multiprocess
 from skill.settings import DEVELOPMENT_SKILL_ID, LocalFunction, Settings
 
 log = logging.getLogger("funker_dispatch")
@@ -22,8 +24,9 @@ log = logging.getLogger("funker_dispatch")
 class DispatchServer(BaseApplication):  # type: ignore[misc]
     """gunicorn with our settings instead of its command line."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, on_exit: Any = None) -> None:
         self.settings = settings
+        self.on_exit = on_exit
         super().__init__()
 
     def load_config(self) -> None:
@@ -43,7 +46,10 @@ class DispatchServer(BaseApplication):  # type: ignore[misc]
             "loglevel": "info",
             "forwarded_allow_ips": ",".join(server.forwarded_allow_ips) or "127.0.0.1",
             "proxy_allow_ips": ",".join(server.forwarded_allow_ips) or "127.0.0.1",
+            "child_exit": lambda arbiter, worker: mark_worker_dead(worker.pid),
         }
+        if self.on_exit is not None:
+            options["on_exit"] = lambda arbiter: self.on_exit()
         if server.certfile:
             options["certfile"] = server.certfile
             options["keyfile"] = server.keyfile
@@ -69,19 +75,34 @@ def serve(settings: Settings) -> None:
         log.warning("TIMESTAMP VERIFICATION IS OFF: captured requests can be replayed")
     if not settings.skill.application_ids:
         log.warning("no [skill] application_ids: requests for ANY skill id are accepted")
+    prepare_multiprocess()  # before anything imports prometheus_client
     children: list[subprocess.Popen[bytes]] = []
+    master = os.getpid()
+
+    def stop_children() -> None:
+        # Workers are forked from this process and inherit atexit handlers:
+        # only the master owns the function processes.
+        if os.getpid() == master:
+            stop_functions(children)
+
     if settings.functions:
         children = start_functions(settings.functions)
-        atexit.register(stop_functions, children)
+        atexit.register(stop_children)
     if settings.embedded:
         _print_embedded_banner(settings)
-    DispatchServer(settings).run()
+    DispatchServer(settings, on_exit=stop_children).run()
 
 
 def configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The per-request line is pure JSON, one per line, for log shippers.
+    requests = logging.getLogger("funker_dispatch.requests")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    requests.addHandler(handler)
+    requests.propagate = False
 
 
 def start_functions(

@@ -1,0 +1,140 @@
+"""Metrics and the per-request log line (DESIGN §7), correct under several gunicorn workers.
+
+prometheus-client decides at import time whether it runs in multiprocess
+mode, so `prepare_multiprocess()` must run in the gunicorn master before
+anything imports prometheus_client; workers then write to files in
+`PROMETHEUS_MULTIPROC_DIR` and `/metrics` sums them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Alexa's locales: anything else is untrusted input and becomes "other".
+ALEXA_LOCALES = frozenset(
+    {
+        *("ar-SA", "de-DE", "en-AU", "en-CA", "en-GB", "en-IN", "en-US", "es-ES", "es-MX"),
+        *("es-US", "fr-CA", "fr-FR", "hi-IN", "it-IT", "ja-JP", "nl-NL", "pt-BR"),
+    }
+)
+
+request_log = logging.getLogger("funker_dispatch.requests")
+
+
+def prepare_multiprocess() -> str:
+    """Point prometheus-client at an empty directory shared by this master's workers."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        # A directory left by an earlier run would add its counts to ours.
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+    else:
+        directory = tempfile.mkdtemp(prefix="funker-dispatch-metrics-")
+        os.environ[MULTIPROC_ENV] = directory
+    return directory
+
+
+def mark_worker_dead(pid: int) -> None:
+    """gunicorn child_exit hook: drop a dead worker's live gauges."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class Metrics:
+    """The five metrics of DESIGN §7. One instance per process (registry is global)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.requests = Counter(
+            "funker_dispatch_requests_total",
+            "Alexa requests by type, intent, locale and outcome.",
+            ["request_type", "intent", "locale", "outcome"],
+        )
+        self.verification_failures = Counter(
+            "funker_dispatch_verification_failures_total",
+            "Requests refused by verification or the pre-check, by reason.",
+            ["reason"],
+        )
+        self.function_seconds = Histogram(
+            "funker_dispatch_function_seconds",
+            "Time spent calling a funker function, by route.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 6.5, 8),
+        )
+        self.function_failures = Counter(
+            "funker_dispatch_function_failures_total",
+            "Function calls that gave no answer, by route and kind.",
+            ["route", "kind"],
+        )
+        self.in_flight = Gauge(
+            "funker_dispatch_in_flight",
+            "Alexa requests being handled now.",
+            multiprocess_mode="livesum",
+        )
+
+
+@cache
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def render_metrics() -> tuple[bytes, str]:
+    """The Prometheus text exposition, summed over workers in multiprocess mode."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    metrics()  # registered even before the first request
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class LabelPolicy:
+    """Keeps label values bounded: untrusted names become "other"."""
+
+    def __init__(self, intents: Iterable[str], request_types: Iterable[str]) -> None:
+        self.intents = frozenset(intents)
+        self.request_types = frozenset(request_types)
+
+    def intent(self, name: str | None) -> str:
+        if name is None:
+            return ""
+        return name if name in self.intents else "other"
+
+    def request_type(self, name: str | None) -> str:
+        if name is None:
+            return ""
+        return name if name in self.request_types else "other"
+
+    @staticmethod
+    def locale(locale: str | None) -> str:
+        if locale is None:
+            return ""
+        return locale if locale in ALEXA_LOCALES else "other"
+
+
+def short_hash(value: str | None) -> str | None:
+    """A stable, short, non-reversible stand-in for a user or device id."""
+    if not value:
+        return None
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+def log_request(fields: dict[str, Any]) -> None:
+    request_log.info(json.dumps(fields, separators=(",", ":"), ensure_ascii=False))
