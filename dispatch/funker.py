@@ -1,0 +1,335 @@
+"""The funker protocol, both sides: one JSON value each way over one TCP connection.
+
+This is the cut between the skill and the network, as httpx's transport layer is
+for HTTP: plain values and sockets in, one JSON value out. It knows nothing of the
+ASK SDK or Flask, so a function author can `serve()` with the standard library only.
+
+Client: connect, send UTF-8 JSON, half-close (SHUT_WR), read to EOF, parse one value.
+Server: accept, read to EOF, call the handler, write one JSON value, close.
+Both sides interoperate with Python funker 0.0.1 and Node funker (DESIGN §3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from dispatch.registry import DEFAULT_FUNCTION_PORT, Route
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024
+MAX_REQUEST_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
+# A function that exits after each request is down while Swarm restarts it: try
+# again soon, back off a little, and never past the caller's deadline.
+_FIRST_BACKOFF = 0.025
+_MAX_BACKOFF = 0.2
+# A client that never half-closes must not hold a server thread for ever.
+_REQUEST_READ_TIMEOUT = 30.0
+
+Handler = Callable[[Any], Any]
+
+
+class FunctionError(Exception):
+    """A funker function gave no usable answer."""
+
+    kind = "function-error"
+
+    def __init__(self, route: str, detail: str) -> None:
+        super().__init__(detail)
+        self.route = route  # the route's name, for the operator log
+        self.detail = detail  # what happened, never payload content
+
+
+class FunctionUnreachable(FunctionError):
+    """No connection could be made (refused, DNS failure, connect timeout); nothing was sent."""
+
+    kind = "unreachable"
+
+
+class FunctionDeadlineExceeded(FunctionError):
+    """The call's deadline passed before the function answered."""
+
+    kind = "deadline"
+
+
+class FunctionProtocolError(FunctionError):
+    """The function hung up without answering, reset the connection, or answered bad JSON."""
+
+    kind = "protocol"
+
+
+class FunctionResponseTooLarge(FunctionError):
+    """The answer exceeded the size cap; reading stopped there."""
+
+    kind = "too-large"
+
+
+class _HungUp(Exception):
+    """Closed or reset after the payload went out: resendable only for idempotent routes."""
+
+
+# ---------------------------------------------------------------------------- client
+
+
+def call(
+    route: Route,
+    payload: Any,
+    *,
+    timeout: float,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> Any:
+    """Send `payload` to the function serving `route` and return its one JSON answer.
+
+    `timeout` bounds the whole call: waiting for a concurrency slot, resolving,
+    connecting, retrying, sending and reading. Raises a FunctionError subclass.
+    """
+    deadline = time.monotonic() + timeout
+    # allow_nan=False: NaN is not JSON, and other implementations would reject it.
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    with _slot(route, deadline):
+        return _call(route, body.encode("utf-8"), deadline, max_response_bytes)
+
+
+def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
+    backoff = _FIRST_BACKOFF
+    attempts = 0
+    failure: FunctionError = FunctionDeadlineExceeded(route.name, "no time left to connect")
+    while deadline - time.monotonic() > 0:
+        attempts += 1
+        try:
+            sock = _connect(route, deadline)
+        except FunctionUnreachable as exc:
+            failure = exc  # nothing was sent: always safe to try again
+        else:
+            with sock:
+                try:
+                    return _exchange(route, sock, body, deadline, limit)
+                except _HungUp as exc:
+                    failure = FunctionProtocolError(route.name, str(exc))
+                    # The function may have acted on the payload before hanging up.
+                    if not route.idempotent:
+                        raise failure from None
+        time.sleep(max(0.0, min(backoff, deadline - time.monotonic())))
+        backoff = min(backoff * 2, _MAX_BACKOFF)
+    raise type(failure)(route.name, f"{failure.detail} ({attempts} attempts)")
+
+
+def _connect(route: Route, deadline: float) -> socket.socket:
+    """Connect to the first address of the route's host that accepts; sends nothing."""
+    try:
+        addresses = _resolve(route.host, route.port)
+    except OSError as exc:
+        detail = f"cannot resolve {route.host}: {exc.strerror or exc}"
+        raise FunctionUnreachable(route.name, detail) from None
+    failure = f"{route.host} resolves to no address" if not addresses else "no time left"
+    for index, (family, address) in enumerate(addresses):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        # Share the time left among the addresses not tried yet, so one black-holed
+        # replica (Swarm dnsrr) cannot eat the whole deadline before its siblings.
+        sock.settimeout(remaining / (len(addresses) - index))
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            failure = f"{_describe(exc)} at {address[0]}:{address[1]}"
+            continue
+        return sock
+    raise FunctionUnreachable(route.name, failure)
+
+
+def _resolve(host: str, port: int) -> list[tuple[int, Any]]:
+    """Every distinct (family, sockaddr) of host: several under Swarm dnsrr."""
+    addresses: list[tuple[int, Any]] = []
+    for family, _type, _proto, _name, sockaddr in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        if (family, sockaddr) not in addresses:
+            addresses.append((family, sockaddr))
+    return addresses
+
+
+def _exchange(route: Route, sock: socket.socket, body: bytes, deadline: float, limit: int) -> Any:
+    answer = bytearray()
+    try:
+        _time_left(sock, deadline)
+        sock.sendall(body)
+        sock.shutdown(socket.SHUT_WR)  # the function reads to EOF: this ends the request
+        while True:
+            _time_left(sock, deadline)
+            # Never ask for more than one byte past the cap: an oversize answer stops here.
+            chunk = sock.recv(min(_CHUNK, limit + 1 - len(answer)))
+            if not chunk:
+                break
+            answer += chunk
+            if len(answer) > limit:
+                raise FunctionResponseTooLarge(route.name, f"answer exceeds {limit} bytes")
+    except TimeoutError:
+        raise FunctionDeadlineExceeded(route.name, "no answer before the deadline") from None
+    except OSError as exc:
+        raise _HungUp(f"{_describe(exc)} after the request was sent") from None
+    if not answer:
+        raise _HungUp("closed without answering")
+    return _parse(route, bytes(answer))
+
+
+def _time_left(sock: socket.socket, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:  # settimeout(0) would mean non-blocking, not "expired"
+        raise TimeoutError
+    sock.settimeout(remaining)
+
+
+def _parse(route: Route, answer: bytes) -> Any:
+    try:
+        text = answer.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        detail = f"answer is not UTF-8 (byte {exc.start})"
+        raise FunctionProtocolError(route.name, detail) from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:  # JSONDecodeError names a position, never the content
+        raise FunctionProtocolError(route.name, f"answer is not one JSON value: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _describe(exc: OSError) -> str:
+    if isinstance(exc, TimeoutError):
+        return "connect timed out"
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+# Per-process bound on calls in flight to one route (DESIGN §3: a published function
+# serves one connection at a time and resets the ones queued behind it). Keyed with
+# the limit so a reloaded route with a new limit gets a fresh semaphore.
+_slots: dict[tuple[str, str, int, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _slot(route: Route, deadline: float) -> Iterator[None]:
+    if route.concurrency is None:
+        yield
+        return
+    key = (route.name, route.host, route.port, route.concurrency)
+    with _slots_lock:
+        slots = _slots.get(key)
+        if slots is None:
+            slots = _slots[key] = threading.BoundedSemaphore(route.concurrency)
+    if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        detail = f"no free slot (concurrency {route.concurrency}) before the deadline"
+        raise FunctionDeadlineExceeded(route.name, detail)
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+# ---------------------------------------------------------------------------- server
+
+
+class FunctionServer(socketserver.ThreadingTCPServer):
+    """A funker function: one JSON request per connection, each in its own thread."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 128  # a burst must queue, not be refused
+
+    def __init__(self, handler: Handler, host: str, port: int) -> None:
+        self.handler = handler
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Connection)
+
+    def serve_forever(self, poll_interval: float = 0.1) -> None:
+        # shutdown() (and so SIGTERM) waits up to one poll interval: keep it short.
+        super().serve_forever(poll_interval)
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    server: FunctionServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(_REQUEST_READ_TIMEOUT)
+        request = bytearray()
+        try:
+            while chunk := sock.recv(_CHUNK):
+                request += chunk
+                if len(request) > MAX_REQUEST_BYTES:
+                    self._reply({"error": f"request larger than {MAX_REQUEST_BYTES} bytes"})
+                    return
+        except OSError:
+            return  # the client went away or never finished: nobody to answer
+        if not request:
+            return  # a port probe (connect and close) is not a request
+        try:
+            payload = json.loads(request.decode("utf-8"), parse_constant=_reject_constant)
+        except ValueError:  # includes UnicodeDecodeError
+            self._reply({"error": "request is not one UTF-8 JSON value"})
+            return
+        try:
+            answer = _encode(self.server.handler(payload))
+        except Exception as exc:
+            log.exception("funker handler failed")
+            answer = _encode({"error": type(exc).__name__})
+        self._reply(answer)
+
+    def _reply(self, answer: bytes | dict[str, str]) -> None:
+        data = answer if isinstance(answer, bytes) else _encode(answer)
+        with contextlib.suppress(OSError):  # the caller gave up (deadline): nothing to do
+            self.request.sendall(data)
+        # socketserver then half-closes and closes: the caller's EOF ends the answer.
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def make_server(
+    handler: Handler, host: str = "0.0.0.0", port: int = DEFAULT_FUNCTION_PORT
+) -> FunctionServer:
+    """A bound, not yet serving FunctionServer (port 0 picks a free port)."""
+    return FunctionServer(handler, host, port)
+
+
+def serve(handler: Handler, host: str = "0.0.0.0", port: int = DEFAULT_FUNCTION_PORT) -> None:
+    """Serve `handler(payload) -> answer` until SIGTERM/SIGINT; prints nothing but errors."""
+    with make_server(handler, host, port) as server, _stop_on_signals(server):
+        server.serve_forever()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(server: FunctionServer) -> Iterator[None]:
+    # Python only lets the main thread install signal handlers; elsewhere the
+    # embedder stops the server with shutdown().
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        # shutdown() waits for serve_forever() to return, which runs in this very
+        # thread underneath the signal handler: ask from another thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

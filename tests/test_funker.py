@@ -1,0 +1,660 @@
+"""The funker protocol over real sockets: dispatch.funker.call, serve and make_server.
+
+Functions here are real listeners on 127.0.0.x (threads, or processes in
+tests/functions/); nothing mocks a socket. The only seam used is
+`socket.getaddrinfo`, to give a made-up name the addresses a Swarm DNS would.
+Tests synchronise on events, accepts and the call's own retries, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dispatch.funker import (
+    FunctionDeadlineExceeded,
+    FunctionError,
+    FunctionProtocolError,
+    FunctionResponseTooLarge,
+    FunctionServer,
+    FunctionUnreachable,
+    call,
+    make_server,
+)
+from dispatch.registry import Route
+
+FUNCTIONS = Path(__file__).resolve().parent / "functions"
+# Generous slack for "the deadline was honoured": a property, not a speed claim.
+DEADLINE_SLACK = 2.0
+
+
+def route(port: int, host: str = "127.0.0.1", **options: Any) -> Route:
+    return Route(name="TestIntent", host=host, port=port, **options)
+
+
+def read_to_eof(conn: socket.socket) -> bytes:
+    data = bytearray()
+    while chunk := conn.recv(65536):
+        data += chunk
+    return bytes(data)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+Behaviour = Callable[[socket.socket, int, "RawFunction"], None]
+
+
+class RawFunction:
+    """A function written on raw sockets, one thread per connection, that does as told.
+
+    `behaviour(conn, n, self)` runs for the n-th connection (1-based); `connections`
+    counts accepts; `release` frees behaviours that stall until the test ends.
+    """
+
+    def __init__(self, behaviour: Behaviour, listener: socket.socket | None = None) -> None:
+        self.behaviour = behaviour
+        self.listener = listener or socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.05)  # only to notice close(); accepts are the sync
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                n = self.connections
+            worker = threading.Thread(target=self._run, args=(conn, n), daemon=True)
+            self._workers.append(worker)
+            worker.start()
+
+    def _run(self, conn: socket.socket, n: int) -> None:
+        conn.settimeout(10)
+        # OSError: the client hung up, which several scenarios are about.
+        with conn, contextlib.suppress(OSError):
+            self.behaviour(conn, n, self)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.release.set()
+        self._acceptor.join(5)
+        self.listener.close()
+        for worker in self._workers:
+            worker.join(5)
+
+
+@pytest.fixture
+def raw_function() -> Iterator[Callable[..., RawFunction]]:
+    started: list[RawFunction] = []
+
+    def start(behaviour: Behaviour, listener: socket.socket | None = None) -> RawFunction:
+        function = RawFunction(behaviour, listener)
+        started.append(function)
+        return function
+
+    yield start
+    for function in started:
+        function.close()
+
+
+def answering(answer: bytes) -> Behaviour:
+    def behaviour(conn: socket.socket, n: int, function: RawFunction) -> None:
+        read_to_eof(conn)
+        conn.sendall(answer)
+
+    return behaviour
+
+
+@pytest.fixture
+def function_server() -> Iterator[Callable[[Callable[[Any], Any]], tuple[FunctionServer, int]]]:
+    """make_server() on a free loopback port, serving in a thread until the test ends."""
+    running: list[tuple[FunctionServer, threading.Thread]] = []
+
+    def start(handler: Callable[[Any], Any]) -> tuple[FunctionServer, int]:
+        server = make_server(handler, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        running.append((server, thread))
+        return server, server.server_address[1]
+
+    yield start
+    for server, thread in running:
+        if thread.is_alive():
+            server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[str, int], list[Any]]]:
+    """Made-up host names → addresses, through the real socket.getaddrinfo for the rest."""
+    names: dict[str, Callable[[str, int], list[Any]]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host in names:
+            return names[host](host, port)
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
+
+
+def addresses(*ips: str) -> Callable[[str, int], list[Any]]:
+    return lambda host, port: [
+        (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port)) for ip in ips
+    ]
+
+
+@pytest.fixture
+def processes() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start helper processes; any still running at the end is killed (by its own handle)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*argv: str) -> subprocess.Popen[str]:
+        child = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=FUNCTIONS
+        )
+        started.append(child)
+        return child
+
+    yield start
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=10)
+
+
+# ---------------------------------------------------------------------------- client
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"version": "1.0", "request": {"type": "IntentRequest", "slots": [1, None, True]}},
+        [1, "two", 3.5, False, None],
+        "just a string",
+        "Grüße aus 東京 🚀",
+        "x" * 200_000,  # many recv() calls on both sides: both read to EOF
+    ],
+    ids=["dict", "list", "string", "unicode", "large"],
+)
+def test_round_trip_returns_the_functions_one_json_value(function_server, payload):
+    _, port = function_server(lambda value: {"echo": value})
+
+    assert call(route(port), payload, timeout=5) == {"echo": payload}
+
+
+def test_request_is_compact_utf8_json_ended_by_a_half_close(raw_function):
+    received: list[bytes] = []
+
+    def record(conn: socket.socket, n: int, function: RawFunction) -> None:
+        # Reading to EOF only returns because the client half-closed its side.
+        received.append(read_to_eof(conn))
+        conn.sendall(b'"ok"')
+
+    function = raw_function(record)
+    payload = {"text": "café ☕", "n": [1, 2]}
+
+    assert call(route(function.port), payload, timeout=5) == "ok"
+    assert received == ['{"text":"café ☕","n":[1,2]}'.encode()]
+
+
+def test_refused_connection_is_unreachable_within_the_deadline():
+    # Bound but not listening: the kernel refuses, and no one else can take the port.
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))
+        started = time.monotonic()
+        with pytest.raises(FunctionUnreachable) as caught:
+            call(route(refusing.getsockname()[1]), {"q": 1}, timeout=0.5)
+        elapsed = time.monotonic() - started
+
+    assert caught.value.kind == "unreachable"
+    assert caught.value.route == "TestIntent"
+    assert "refused" in caught.value.detail
+    assert elapsed < 0.5 + DEADLINE_SLACK
+
+
+def test_dns_failure_is_unreachable(resolver):
+    def no_such_name(host: str, port: int) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    resolver["missing.funker.test"] = no_such_name
+
+    with pytest.raises(FunctionUnreachable, match=r"cannot resolve missing\.funker\.test"):
+        call(route(9999, host="missing.funker.test"), {}, timeout=0.3)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs on a full queue")
+def test_connect_timeout_is_unreachable_within_the_deadline():
+    # backlog 0 holds one unaccepted connection; Linux drops further SYNs, so a
+    # connect to it times out exactly like one to a black-holed replica.
+    with socket.socket() as full, socket.socket() as occupant:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        occupant.connect(full.getsockname())
+        started = time.monotonic()
+        with pytest.raises(FunctionUnreachable, match="timed out"):
+            call(route(full.getsockname()[1]), {}, timeout=0.3)
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 0.3 + DEADLINE_SLACK
+
+
+def test_function_down_at_first_then_up_is_answered_within_the_deadline(resolver):
+    # A function that exited after its last request, restarted by Swarm a moment later.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # refuses until listen()
+    port = listener.getsockname()[1]
+    lookups = 0
+    retrying = threading.Event()
+
+    def restarting(host: str, port: int) -> list[Any]:
+        nonlocal lookups
+        lookups += 1
+        if lookups == 2:  # the first attempt was refused: the client is retrying
+            retrying.set()
+        return addresses("127.0.0.1")(host, port)
+
+    resolver["restarting.funker.test"] = restarting
+
+    def come_up() -> None:
+        if retrying.wait(10):
+            listener.listen()
+            conn, _ = listener.accept()
+            with conn:
+                read_to_eof(conn)
+                conn.sendall(b'{"up":true}')
+
+    thread = threading.Thread(target=come_up, daemon=True)
+    thread.start()
+    try:
+        answer = call(route(port, host="restarting.funker.test"), {}, timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()
+
+    assert answer == {"up": True}
+    assert lookups >= 2
+
+
+def test_stalled_function_exceeds_the_deadline_and_is_not_resent(raw_function):
+    def stall(conn: socket.socket, n: int, function: RawFunction) -> None:
+        read_to_eof(conn)
+        function.release.wait()
+
+    function = raw_function(stall)
+    started = time.monotonic()
+    with pytest.raises(FunctionDeadlineExceeded) as caught:
+        call(route(function.port, idempotent=True), {}, timeout=0.3)
+    elapsed = time.monotonic() - started
+
+    assert caught.value.kind == "deadline"
+    assert function.connections == 1
+    assert elapsed < 0.3 + DEADLINE_SLACK
+
+
+def reset(conn: socket.socket, n: int, function: RawFunction) -> None:
+    read_to_eof(conn)
+    # SO_LINGER 0: close() sends RST, as a function killed mid-request does.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "detail"),
+    [
+        (answering(b""), "closed without answering"),
+        (reset, "reset"),
+        (answering(b'{"speech": "cut off'), "not one JSON value"),
+        (answering(b'{"a": 1} {"b": 2}'), "not one JSON value"),
+        (answering(b'{"total": NaN}'), "not one JSON value"),
+        (answering(b'"caf\xe9"'), "not UTF-8"),
+    ],
+    ids=["closes-without-answering", "reset", "invalid-json", "two-values", "nan", "latin-1"],
+)
+def test_broken_answers_are_protocol_errors(raw_function, behaviour, detail):
+    function = raw_function(behaviour)
+
+    with pytest.raises(FunctionProtocolError, match=detail) as caught:
+        call(route(function.port), {"q": 1}, timeout=5)
+
+    assert caught.value.kind == "protocol"
+    assert function.connections == 1
+
+
+def test_answer_over_the_cap_is_too_large_and_reading_stops(raw_function):
+    function = raw_function(answering(json.dumps("x" * (1024 * 1024)).encode()))
+
+    with pytest.raises(FunctionResponseTooLarge, match=str(256 * 1024)) as caught:
+        call(route(function.port), {}, timeout=5)
+
+    assert caught.value.kind == "too-large"
+
+
+def test_answer_exactly_at_the_cap_is_accepted(raw_function):
+    answer = json.dumps("y" * 998).encode()
+    function = raw_function(answering(answer))
+
+    assert call(route(function.port), {}, timeout=5, max_response_bytes=len(answer)) == "y" * 998
+
+
+def hang_up_once(conn: socket.socket, n: int, function: RawFunction) -> None:
+    read_to_eof(conn)
+    if n > 1:
+        conn.sendall(b'{"attempt":%d}' % n)
+
+
+def test_payload_is_never_resent_to_a_route_that_is_not_idempotent(raw_function):
+    function = raw_function(hang_up_once)
+
+    with pytest.raises(FunctionProtocolError):
+        call(route(function.port), {"charge": 10}, timeout=5)
+
+    assert function.connections == 1
+
+
+def test_idempotent_route_is_resent_after_a_hang_up(raw_function):
+    function = raw_function(hang_up_once)
+
+    assert call(route(function.port, idempotent=True), {}, timeout=5) == {"attempt": 2}
+    assert function.connections == 2
+
+
+def test_dnsrr_name_tries_the_next_address_when_one_refuses(raw_function, resolver):
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.2", 0))  # a replica that is down
+    port = refusing.getsockname()[1]
+    function = raw_function(
+        answering(b'"from replica 3"'), socket.create_server(("127.0.0.3", port))
+    )
+    resolver["replicas.funker.test"] = addresses("127.0.0.2", "127.0.0.3")
+
+    try:
+        answer = call(route(port, host="replicas.funker.test"), {}, timeout=5)
+    finally:
+        refusing.close()
+
+    assert answer == "from replica 3"
+    assert function.connections == 1
+
+
+def test_concurrency_limit_keeps_one_call_in_flight_and_answers_all(raw_function):
+    in_flight = 0
+    most = 0
+
+    def one_at_a_time(conn: socket.socket, n: int, function: RawFunction) -> None:
+        nonlocal in_flight, most
+        with function.lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        request = json.loads(read_to_eof(conn))
+        function.release.wait(0.02)  # simulated work, so unbounded calls would overlap
+        with function.lock:
+            in_flight -= 1  # before answering: the caller's next call may start at once
+        conn.sendall(json.dumps({"n": request["n"]}).encode())
+
+    function = raw_function(one_at_a_time)
+    limited = route(function.port, concurrency=1)
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda n: call(limited, {"n": n}, timeout=10), range(10)))
+
+    assert answers == [{"n": n} for n in range(10)]
+    assert most == 1
+    assert function.connections == 10
+
+
+def test_waiting_for_a_concurrency_slot_counts_against_the_deadline(raw_function):
+    holding = threading.Event()
+
+    def stall(conn: socket.socket, n: int, function: RawFunction) -> None:
+        read_to_eof(conn)
+        holding.set()
+        function.release.wait()
+
+    function = raw_function(stall)
+    # Its own name: concurrency slots are shared per route across the process.
+    limited = Route(name="SlotIntent", host="127.0.0.1", port=function.port, concurrency=1)
+    outcome: list[BaseException] = []
+
+    def hold_the_slot() -> None:
+        try:
+            call(limited, {}, timeout=10)
+        except FunctionError as exc:
+            outcome.append(exc)
+
+    holder = threading.Thread(target=hold_the_slot, daemon=True)
+    holder.start()
+    assert holding.wait(10)
+
+    with pytest.raises(FunctionDeadlineExceeded, match="slot"):
+        call(limited, {}, timeout=0.3)
+
+    assert function.connections == 1
+    function.release.set()
+    holder.join(10)
+    assert [type(exc) for exc in outcome] == [FunctionProtocolError]  # released, no answer
+
+
+# ---------------------------------------------------------------------------- server
+
+
+def test_server_runs_requests_in_parallel_one_thread_each(function_server):
+    both_in = threading.Barrier(2, timeout=5)
+
+    def meet(payload: Any) -> Any:
+        both_in.wait()  # only passes if two requests are in the handler at once
+        return payload
+
+    _, port = function_server(meet)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda n: call(route(port), n, timeout=10), [1, 2]))
+
+    assert answers == [1, 2]
+
+
+def test_handler_exception_answers_its_type_and_server_keeps_serving(function_server, caplog):
+    def fragile(payload: Any) -> Any:
+        if payload == "boom":
+            raise ValueError("secret detail")
+        return "fine"
+
+    _, port = function_server(fragile)
+
+    with caplog.at_level(logging.ERROR, logger="dispatch.funker"):
+        assert call(route(port), "boom", timeout=5) == {"error": "ValueError"}
+    assert call(route(port), "again", timeout=5) == "fine"
+    assert any(record.exc_info for record in caplog.records)
+
+
+def test_unserialisable_answer_is_an_error_answer(function_server):
+    _, port = function_server(lambda payload: {"when": object()})
+
+    assert call(route(port), {}, timeout=5) == {"error": "TypeError"}
+
+
+def send_raw(port: int, data: bytes) -> Any:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        return json.loads(read_to_eof(conn))
+
+
+@pytest.mark.parametrize(
+    "request_bytes", [b"{not json", b'"caf\xe9"', b"1 2"], ids=["json", "utf8", "two-values"]
+)
+def test_invalid_request_gets_an_error_answer_and_no_handler_call(function_server, request_bytes):
+    calls: list[Any] = []
+    _, port = function_server(calls.append)
+
+    assert "error" in send_raw(port, request_bytes)
+    assert calls == []
+
+
+def test_oversize_request_gets_an_error_answer(function_server):
+    _, port = function_server(lambda payload: "unreachable")
+
+    answer = send_raw(port, b" " * (1024 * 1024 + 1))
+
+    assert "larger than" in answer["error"]
+
+
+def test_port_probe_is_not_a_request(function_server):
+    calls: list[Any] = []
+
+    def record(payload: Any) -> Any:
+        calls.append(payload)
+        return payload
+
+    _, port = function_server(record)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+        probe.shutdown(socket.SHUT_WR)
+        assert read_to_eof(probe) == b""
+
+    assert call(route(port), "real", timeout=5) == "real"
+    assert calls == ["real"]
+
+
+def test_shutdown_stops_serve_forever_promptly():
+    server = make_server(lambda payload: payload, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    assert call(route(server.server_address[1]), "up", timeout=5) == "up"
+
+    server.shutdown()
+    thread.join(5)
+    server.server_close()
+
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_process_exits_cleanly_on_signal(processes, signum):
+    port = free_port()
+    child = processes(sys.executable, "echo_function.py", str(port))
+
+    # call() retries refusals within its deadline: that is the readiness wait.
+    assert call(route(port), "ready?", timeout=10) == {"echo": "ready?"}
+    child.send_signal(signum)
+    out, err = child.communicate(timeout=10)
+
+    assert child.returncode == 0
+    assert (out, err) == ("", "")  # serve() prints nothing but errors
+
+
+# ---------------------------------------------------------------------------- compatibility
+
+
+@pytest.fixture
+def port_9999() -> Iterator[int]:
+    """Python funker 0.0.1 can only listen on 9999: hold it for one test at a time.
+
+    A lock file serialises test runs on this machine (two runs would answer each
+    other's calls); a port taken by anything else skips rather than fights.
+    """
+    with open(Path(tempfile.gettempdir()) / "funker-dispatch-port-9999.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", 9999))
+            except OSError:
+                pytest.skip("port 9999 is in use: Python funker 0.0.1 cannot listen elsewhere")
+        yield 9999
+
+
+ALEXA_REQUEST = {
+    "version": "1.0",
+    "session": {"new": True, "sessionId": "amzn1.echo-api.session.1", "attributes": {}},
+    "context": {"System": {"application": {"applicationId": "amzn1.ask.skill.test"}}},
+    "request": {"type": "IntentRequest", "requestId": "amzn1.echo-api.request.1"},
+}
+
+
+def test_python_funker_001_function_answers_our_call(port_9999, processes):
+    child = processes(sys.executable, "funker001_function.py", "echo")
+
+    answer = call(route(port_9999), {"name": "Zoë", "count": 3}, timeout=10)
+
+    assert answer == {"echo": {"name": "Zoë", "count": 3}}
+    assert child.wait(timeout=10) == 0  # it serves one request and exits
+
+
+def test_python_funker_001_fixed_signature_handler_gets_a_narrowed_payload(port_9999, processes):
+    processes(sys.executable, "funker001_function.py", "alexa")
+    narrowed = {key: ALEXA_REQUEST[key] for key in ("session", "request", "version")}
+
+    answer = call(route(port_9999), narrowed, timeout=10)
+
+    assert answer["response"]["outputSpeech"]["text"] == "You asked for IntentRequest."
+    assert answer["sessionAttributes"] == {"session": "amzn1.echo-api.session.1"}
+
+
+def test_python_funker_001_handler_given_unknown_keys_hangs_up(port_9999, processes):
+    # Why routes have `arguments`: func(**payload) rejects `context`, and 0.0.1 just closes.
+    child = processes(sys.executable, "funker001_function.py", "alexa")
+
+    with pytest.raises(FunctionProtocolError):
+        call(route(port_9999), ALEXA_REQUEST, timeout=10)
+
+    _, err = child.communicate(timeout=10)
+    assert "unexpected keyword argument 'context'" in err
+
+
+def test_python_funker_001_client_calls_our_server(port_9999):
+    import funker
+
+    server = make_server(lambda payload: {"got": payload}, "127.0.0.1", port_9999)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        answer = funker.call("127.0.0.1", question="how many?", n=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    assert answer == {"got": {"question": "how many?", "n": 2}}
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH: Node funker test")
+def test_node_funker_function_answers_our_call(processes):
+    port = free_port()
+    child = processes("node", "node_function.js", str(port))
+
+    answer = call(route(port), {"text": "héllo", "n": [1, 2]}, timeout=10)
+
+    assert answer == {"echo": {"text": "héllo", "n": [1, 2]}}
+    assert child.wait(timeout=10) == 0
