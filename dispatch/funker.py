@@ -90,8 +90,12 @@ def call(
 ) -> Any:
     """Send `payload` to the function serving `route` and return its one JSON answer.
 
-    `timeout` bounds the whole call: waiting for a concurrency slot, resolving,
-    connecting, retrying, sending and reading. Raises a FunctionError subclass.
+    `timeout` bounds the whole call: waiting for a concurrency slot, connecting,
+    retrying, sending and reading (a hung system resolver is the one thing it
+    cannot interrupt). `route.concurrency` bounds calls in flight from this
+    process only, not across workers or replicas. Raises a FunctionError
+    subclass; a payload that is not JSON-serialisable is the caller's bug and
+    raises TypeError or ValueError before anything is sent.
     """
     deadline = time.monotonic() + timeout
     # allow_nan=False: NaN is not JSON, and other implementations would reject it.
