@@ -37,6 +37,9 @@ sdkcompat.install()  # before any ASK SDK import: the SDK's imports need the fix
 from ask_sdk_core.serialize import DefaultSerializer  # noqa: E402
 from ask_sdk_model import RequestEnvelope  # noqa: E402
 
+from dispatch.funker import call  # noqa: E402
+from dispatch.registry import Route  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "examples" / "functions"
 REQUESTS = ROOT / "examples" / "requests"
@@ -369,6 +372,15 @@ def test_captains_answers_data_for_the_speech_template(function):
     # The dispatcher's template for this route renders it as a sentence.
     sentence = "There are {total_captains} Docker captains.".format_map(answer)
     assert sentence == f"There are {roster_size()} Docker captains."
+
+
+def test_captains_answers_the_dispatchers_own_client(function):
+    # The same exchange as the skill makes it: dispatch.funker.call with the route.
+    captains = function("captains")
+    route = Route("CaptainsIntent", "127.0.0.1", captains.port, arguments=ROUTE_ARGUMENTS)
+    payload = narrowed(request_file("captains.json"), ROUTE_ARGUMENTS)
+
+    assert call(route, payload, timeout=READY_WITHIN) == {"total_captains": roster_size()}
 
 
 def test_captains_handler_has_the_fixed_signature_of_funker_0_0_1_handlers():
