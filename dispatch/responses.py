@@ -1,0 +1,449 @@
+"""Function output → Reply: the four answer forms of DESIGN §4, Alexa's limits, apologies.
+
+A `Reply` is plain data. The skill turns it into an ASK response with the SDK's
+response builder; nothing here knows the SDK, so the mapping can be tested
+(and used by the simulator) without a request in flight.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from xml.parsers import expat
+from xml.sax.saxutils import escape
+
+from dispatch.registry import Route
+
+#: Alexa's limits (characters of outputSpeech; of card title + content; bytes of the response).
+MAX_SPEECH_CHARS = 8000
+MAX_CARD_CHARS = 8000
+MAX_REPLY_BYTES = 24 * 1024
+
+#: Form 1: a dict with "response" whose keys are all envelope keys.
+ENVELOPE_KEYS = frozenset({"version", "response", "sessionAttributes", "userAgent"})
+#: Form 2: a non-empty dict whose keys are all short-form keys.
+SHORT_KEYS = frozenset(
+    {"speech", "card", "reprompt", "end_session", "session_attributes", "directives"}
+)
+_SHORT_CARD_KEYS = frozenset({"type", "title", "content", "text", "image"})
+CardType = Literal["Simple", "Standard", "LinkAccount"]
+_CARD_TYPES: tuple[CardType, ...] = ("Simple", "Standard", "LinkAccount")
+
+# Quotes too: Alexa's SSML rules ask for all five XML specials to be escaped.
+_QUOTES = {'"': "&quot;", "'": "&apos;"}
+# A tag, allowing '>' inside quoted attribute values (`<say-as interpret-as=">">`).
+_TAG = re.compile(r"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
+_SEPARATING_TAG = re.compile(r"</?(?:speak|p|s|break|audio)\b")
+_SPEAK_OPEN = re.compile(r"<speak(?:\s[^>]*)?>")
+
+
+class ReplyError(Exception):
+    """A function's answer cannot become an Alexa reply; `kind` is the log's reason code."""
+
+    kind = "reply"
+
+
+class TemplateError(ReplyError):
+    """A data answer has no usable speech template, or the template does not fit the data."""
+
+    kind = "template"
+
+
+class ReplyTooLarge(ReplyError):
+    """The reply is over one of Alexa's size limits (never truncated)."""
+
+    kind = "reply-too-large"
+
+
+class BadReply(ReplyError):
+    """The answer has a reply's shape but a part of it is not what Alexa accepts."""
+
+    kind = "bad-reply"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A card for the Alexa app: Simple (`content`), Standard (`text`, images) or LinkAccount."""
+
+    type: CardType
+    title: str | None = None
+    content: str | None = None  # Simple
+    text: str | None = None  # Standard
+    small_image_url: str | None = None  # Standard
+    large_image_url: str | None = None  # Standard
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the skill says and shows; the skill builds the ASK response from it."""
+
+    speech_ssml: str | None = None  # always a whole <speak>...</speak> document
+    reprompt_ssml: str | None = None
+    card: Card | None = None
+    end_session: bool | None = None  # None leaves shouldEndSession unset (directive-only replies)
+    session_attributes: dict[str, Any] | None = None
+    directives: tuple[dict[str, Any], ...] = ()  # raw directive objects, passed through untouched
+
+
+def to_reply(raw: Any, route: Route | None, locale: str) -> Reply:
+    """Map one function answer (any JSON value) to a Reply, as DESIGN §4 says.
+
+    Which form an answer is depends on its keys alone; a part of the right
+    form but the wrong shape is a BadReply, not data.
+    """
+    if isinstance(raw, str):
+        reply = Reply(speech_ssml=_speech(raw, "speech"), end_session=True)
+    elif isinstance(raw, dict) and "response" in raw and raw.keys() <= ENVELOPE_KEYS:
+        reply = _from_envelope(raw)
+    elif isinstance(raw, dict) and raw and raw.keys() <= SHORT_KEYS:
+        reply = _from_short_form(raw)
+    else:
+        text = _render(_template(route, locale), raw)
+        reply = Reply(speech_ssml=_wrap(escape_speech(text)), end_session=True)
+    _check_limits(reply)
+    return reply
+
+
+# -- form 1: a full Alexa response envelope ---------------------------------------------------
+
+
+def _from_envelope(raw: Mapping[str, Any]) -> Reply:
+    response = raw["response"]
+    if not isinstance(response, dict):
+        raise BadReply("envelope 'response' is not an object")
+    speech = _output_speech(response.get("outputSpeech"), "outputSpeech")
+    reprompt = response.get("reprompt")
+    if reprompt is not None and not isinstance(reprompt, dict):
+        raise BadReply("reprompt is not an object")
+    reprompt_ssml = _output_speech((reprompt or {}).get("outputSpeech"), "reprompt")
+    end_session = response.get("shouldEndSession")
+    if end_session is not None and not isinstance(end_session, bool):
+        raise BadReply("shouldEndSession is not true or false")
+    return Reply(
+        speech_ssml=speech,
+        reprompt_ssml=reprompt_ssml,
+        card=_envelope_card(response.get("card")),
+        end_session=end_session,
+        session_attributes=_attributes(raw.get("sessionAttributes"), "sessionAttributes"),
+        directives=_directives(response.get("directives")),
+    )
+
+
+def _output_speech(speech: Any, where: str) -> str | None:
+    if speech is None:
+        return None
+    if not isinstance(speech, dict):
+        raise BadReply(f"{where} is not an object")
+    kind = speech.get("type")
+    if kind == "PlainText":
+        return _wrap(escape_speech(_string(speech.get("text"), f"{where} text")))
+    if kind == "SSML":
+        ssml = _string(speech.get("ssml"), f"{where} ssml").strip()
+        # Some hand-written envelopes leave out <speak>; Alexa would refuse them.
+        return _checked_ssml(ssml if _SPEAK_OPEN.match(ssml) else _wrap(ssml), where)
+    raise BadReply(f"{where} type is not PlainText or SSML")
+
+
+def _envelope_card(card: Any) -> Card | None:
+    if card is None:
+        return None
+    if not isinstance(card, dict):
+        raise BadReply("card is not an object")
+    kind = card.get("type")
+    title = _optional_string(card.get("title"), "card title")
+    if kind == "Simple":
+        return Card("Simple", title=title, content=_optional_string(card.get("content"), "card"))
+    if kind == "Standard":
+        image = card.get("image")
+        if image is not None and not isinstance(image, dict):
+            raise BadReply("card image is not an object")
+        image = image or {}
+        return Card(
+            "Standard",
+            title=title,
+            text=_optional_string(card.get("text"), "card text"),
+            small_image_url=_optional_string(image.get("smallImageUrl"), "card image"),
+            large_image_url=_optional_string(image.get("largeImageUrl"), "card image"),
+        )
+    if kind == "LinkAccount":
+        return Card("LinkAccount")
+    raise BadReply("card type is not Simple, Standard or LinkAccount")
+
+
+# -- form 2: the short object ------------------------------------------------------------------
+
+
+def _from_short_form(raw: Mapping[str, Any]) -> Reply:
+    speech = raw.get("speech")
+    reprompt = raw.get("reprompt")
+    speech_ssml = None if speech is None else _speech(speech, "speech")
+    reprompt_ssml = None if reprompt is None else _speech(reprompt, "reprompt")
+    if "end_session" in raw:
+        # An explicit null leaves shouldEndSession unset, as directive-only replies need.
+        end_session = raw["end_session"]
+        if end_session is not None and not isinstance(end_session, bool):
+            raise BadReply("end_session is not true or false")
+    else:
+        end_session = reprompt_ssml is None
+    return Reply(
+        speech_ssml=speech_ssml,
+        reprompt_ssml=reprompt_ssml,
+        card=_short_card(raw.get("card")),
+        end_session=end_session,
+        session_attributes=_attributes(raw.get("session_attributes"), "session_attributes"),
+        directives=_directives(raw.get("directives")),
+    )
+
+
+def _short_card(card: Any) -> Card | None:
+    if card is None:
+        return None
+    if not isinstance(card, dict):
+        raise BadReply("card is not an object")
+    if not card.keys() <= _SHORT_CARD_KEYS:
+        raise BadReply(f"card keys must be among {', '.join(sorted(_SHORT_CARD_KEYS))}")
+    kind = card.get("type")
+    if kind is not None and kind not in _CARD_TYPES:
+        raise BadReply("card type is not Simple, Standard or LinkAccount")
+    if kind == "LinkAccount":
+        if card.keys() != {"type"}:
+            raise BadReply("a LinkAccount card has no title, content, text or image")
+        return Card("LinkAccount")
+    title = _optional_string(card.get("title"), "card title")
+    standard = "text" in card or "image" in card
+    if kind == "Standard" or (kind is None and standard):
+        if "content" in card:
+            raise BadReply("a Standard card has text, not content")
+        small, large = _short_image(card.get("image"))
+        return Card(
+            "Standard",
+            title=title,
+            text=_optional_string(card.get("text"), "card text"),
+            small_image_url=small,
+            large_image_url=large,
+        )
+    if standard:
+        raise BadReply("a Simple card has content, not text or image")
+    if "title" not in card and "content" not in card:
+        raise BadReply("card has nothing to show")
+    return Card("Simple", title=title, content=_optional_string(card.get("content"), "card"))
+
+
+def _short_image(image: Any) -> tuple[str | None, str | None]:
+    if image is None:
+        return None, None
+    if not isinstance(image, dict) or not image or not image.keys() <= {"small", "large"}:
+        raise BadReply("card image must be an object with small and/or large")
+    return (
+        _optional_string(image.get("small"), "card image"),
+        _optional_string(image.get("large"), "card image"),
+    )
+
+
+# -- form 4: data through the route's template -------------------------------------------------
+
+
+def _template(route: Route | None, locale: str) -> str:
+    speech = route.speech if route is not None else None
+    if speech is None:
+        raise TemplateError("data answer and no speech template for this route")
+    if isinstance(speech, str):
+        return speech
+    language = locale.split("-")[0].lower()
+    for key in (locale, language, "default"):
+        if key in speech:
+            return speech[key]
+    raise TemplateError("no speech template for this locale and no default")
+
+
+def _render(template: str, value: Any) -> str:
+    """Format `template` with a data answer: a dict's keys, otherwise the value as {value}.
+
+    Only plain names are allowed: `{a.b}` or `{a[0]}` would let a template
+    reach into attributes of the answer's objects.
+    """
+    _check_fields(template)
+    values = value if isinstance(value, dict) else {"value": value}
+    try:
+        return template.format_map(values)
+    except KeyError as exc:
+        raise TemplateError(f"template field {exc.args[0]!r} is not in the answer") from None
+    except (ValueError, TypeError, IndexError) as exc:
+        # e.g. "{n:d}" against a string; only the type is named, its message may quote data.
+        raise TemplateError(f"template does not fit the answer: {type(exc).__name__}") from None
+
+
+def _check_fields(template: str) -> None:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"template is not a format string: {exc}") from None
+    for _, field, spec, _ in parsed:
+        if field is None:
+            continue
+        if field == "" or field.isdigit():
+            raise TemplateError("template fields must be names, not positions")
+        if "." in field or "[" in field:
+            raise TemplateError(f"template field {field!r} uses attribute or index access")
+        if spec:
+            _check_fields(spec)  # nested fields such as {n:>{width}}
+
+
+# -- limits ------------------------------------------------------------------------------------
+
+
+def _check_limits(reply: Reply) -> None:
+    """Raise ReplyTooLarge when a reply is over one of Alexa's limits; nothing is cut."""
+    for where, ssml in (("speech", reply.speech_ssml), ("reprompt", reply.reprompt_ssml)):
+        # Counted as sent: Alexa counts the SSML, tags and entities included.
+        if ssml is not None and len(ssml) > MAX_SPEECH_CHARS:
+            raise ReplyTooLarge(f"{where} is {len(ssml)} characters (limit {MAX_SPEECH_CHARS})")
+    card = reply.card
+    if card is not None:
+        shown = len(card.title or "") + len(card.content or "") + len(card.text or "")
+        if shown > MAX_CARD_CHARS:
+            raise ReplyTooLarge(f"card is {shown} characters (limit {MAX_CARD_CHARS})")
+    size = _estimated_bytes(reply)
+    if size > MAX_REPLY_BYTES:
+        raise ReplyTooLarge(f"reply is about {size} bytes (limit {MAX_REPLY_BYTES})")
+
+
+def _estimated_bytes(reply: Reply) -> int:
+    """The reply as the skill will send it, JSON-encoded the way Flask's jsonify does."""
+    response: dict[str, Any] = {}
+    if reply.speech_ssml is not None:
+        response["outputSpeech"] = {"type": "SSML", "ssml": reply.speech_ssml}
+    if reply.reprompt_ssml is not None:
+        response["reprompt"] = {"outputSpeech": {"type": "SSML", "ssml": reply.reprompt_ssml}}
+    if reply.card is not None:
+        response["card"] = _card_json(reply.card)
+    if reply.end_session is not None:
+        response["shouldEndSession"] = reply.end_session
+    if reply.directives:
+        response["directives"] = list(reply.directives)
+    body: dict[str, Any] = {"version": "1.0", "response": response}
+    if reply.session_attributes is not None:
+        body["sessionAttributes"] = reply.session_attributes
+    # ensure_ascii like jsonify: non-ASCII speech costs its \uXXXX escapes on the wire.
+    return len(json.dumps(body, separators=(",", ":")).encode())
+
+
+def _card_json(card: Card) -> dict[str, Any]:
+    image = {"smallImageUrl": card.small_image_url, "largeImageUrl": card.large_image_url}
+    fields = {
+        "type": card.type,
+        "title": card.title,
+        "content": card.content,
+        "text": card.text,
+        "image": {key: url for key, url in image.items() if url is not None},
+    }
+    return {key: value for key, value in fields.items() if value}
+
+
+# -- speech ------------------------------------------------------------------------------------
+
+
+def escape_speech(text: str) -> str:
+    """Plain text made safe inside SSML (& < > and both quotes)."""
+    return escape(text, _QUOTES)
+
+
+def ssml_to_text(ssml: str) -> str:
+    """What an SSML document says, as plain text: tags dropped, entities read, spaces collapsed."""
+    # Tags that separate words become a space; inline ones (<emphasis>) vanish so
+    # "Hello <emphasis>there</emphasis>." does not read "Hello there .".
+    text = _TAG.sub(lambda tag: " " if _SEPARATING_TAG.match(tag.group()) else "", ssml)
+    return " ".join(html.unescape(text).split())
+
+
+def _is_ssml(text: str) -> bool:
+    """Whether a function's speech string is SSML (it starts with <speak>) rather than text."""
+    return _SPEAK_OPEN.match(text.strip()) is not None
+
+
+def _speech(text: Any, where: str) -> str:
+    text = _string(text, where)
+    if _is_ssml(text):
+        return _checked_ssml(text.strip(), where)
+    return _wrap(escape_speech(text))
+
+
+def _wrap(ssml_body: str) -> str:
+    return f"<speak>{ssml_body}</speak>"
+
+
+def _checked_ssml(ssml: str, where: str) -> str:
+    # Alexa refuses malformed SSML with an error the user hears as "a problem with
+    # the skill"; refusing it here turns it into our apology and a precise log line.
+    # Namespace processing stays off: Alexa's <amazon:effect> tags declare no prefix.
+    parser = expat.ParserCreate()
+    elements: list[str] = []
+    parser.StartElementHandler = lambda name, attributes: elements.append(name)
+    # Every caller passes text starting with <speak>, so no DOCTYPE (and no entity
+    # declaration) can come before it: only the five predefined entities parse.
+    try:
+        parser.Parse(ssml, True)
+    except expat.ExpatError:
+        raise BadReply(f"{where} SSML is not well-formed") from None
+    if elements[:1] != ["speak"]:
+        raise BadReply(f"{where} SSML is not one <speak> element")
+    return ssml
+
+
+# -- small shape checks --------------------------------------------------------------------------
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadReply(f"{where} is not a string")
+    return value
+
+
+def _optional_string(value: Any, where: str) -> str | None:
+    return None if value is None else _string(value, where)
+
+
+def _attributes(value: Any, where: str) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise BadReply(f"{where} is not an object")
+    return value
+
+
+def _directives(value: Any) -> tuple[dict[str, Any], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("type"), str) for d in value
+    ):
+        raise BadReply("directives must be a list of objects with a type")
+    return tuple(value)
+
+
+# -- apologies ---------------------------------------------------------------------------------
+
+#: Spoken when a function cannot give an answer; keyed by language, exact locale may override.
+APOLOGIES: dict[str, str] = {
+    "en": "Sorry, I couldn't get an answer for that just now. Please try again later.",
+    "de": (
+        "Entschuldigung, darauf konnte ich gerade keine Antwort bekommen. "
+        "Bitte versuche es später noch einmal."
+    ),
+    "fr": (
+        "Désolé, je n'ai pas pu obtenir de réponse pour le moment. Veuillez réessayer plus tard."
+    ),
+    "es": "Lo siento, ahora mismo no he podido obtener una respuesta. Inténtalo más tarde.",
+    "it": "Mi dispiace, in questo momento non riesco a ottenere una risposta. Riprova più tardi.",
+    "ja": "すみません、今は答えを取得できませんでした。しばらくしてからもう一度お試しください。",
+    "pt": "Desculpe, não consegui obter uma resposta agora. Tente novamente mais tarde.",
+}
+
+
+def apology(locale: str) -> Reply:
+    """A short spoken apology in the request's locale (English fallback) that names no internals."""
+    text = APOLOGIES.get(locale) or APOLOGIES.get(locale.split("-")[0].lower()) or APOLOGIES["en"]
+    return Reply(speech_ssml=_wrap(escape_speech(text)), end_session=True)

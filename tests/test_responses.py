@@ -1,0 +1,579 @@
+"""Function output → Reply (DESIGN §4): each answer form, templates, Alexa's limits, apologies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dispatch.registry import Route
+from dispatch.responses import (
+    BadReply,
+    Card,
+    Reply,
+    ReplyError,
+    ReplyTooLarge,
+    TemplateError,
+    apology,
+    escape_speech,
+    ssml_to_text,
+    to_reply,
+)
+
+PLAIN = Route(name="PlainIntent", host="plain")
+CAPTAINS = Route(
+    name="CaptainsIntent",
+    host="captains",
+    speech={
+        "default": "There are {total_captains} Docker captains.",
+        "en-GB": "There are {total_captains} Docker captains, mate.",
+        "de": "Es gibt {total_captains} Docker Captains.",
+    },
+)
+
+
+def with_template(template: str) -> Route:
+    return Route(name="DataIntent", host="data", speech=template)
+
+
+# -- form 1: the seed functions' full Alexa envelope ------------------------------------------
+
+SEED_ENVELOPE = {
+    "version": "1.0",
+    "response": {
+        "outputSpeech": {"type": "PlainText", "text": "There are 6 people in space."},
+        "card": {"type": "Simple", "title": "People in space", "content": "ISS: A, B"},
+        "shouldEndSession": True,
+    },
+}
+
+
+def envelope(response: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"version": "1.0", "response": response, **top}
+
+
+def test_seed_envelope_is_carried_over():
+    assert to_reply(SEED_ENVELOPE, PLAIN, "en-US") == Reply(
+        speech_ssml="<speak>There are 6 people in space.</speak>",
+        card=Card("Simple", title="People in space", content="ISS: A, B"),
+        end_session=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("output_speech", "ssml"),
+    [
+        (
+            {"type": "PlainText", "text": "Fish & chips < 5"},
+            "<speak>Fish &amp; chips &lt; 5</speak>",
+        ),
+        (
+            {"type": "SSML", "ssml": "<speak>Hi <break/> &amp; bye</speak>"},
+            "<speak>Hi <break/> &amp; bye</speak>",
+        ),
+        (
+            {"type": "SSML", "ssml": "Hi <emphasis>there</emphasis>"},
+            "<speak>Hi <emphasis>there</emphasis></speak>",
+        ),
+    ],
+    ids=["plain-text-escaped", "ssml-as-is", "ssml-without-speak-wrapped"],
+)
+def test_envelope_output_speech(output_speech, ssml):
+    assert to_reply(envelope({"outputSpeech": output_speech}), None, "en-US").speech_ssml == ssml
+
+
+def test_envelope_without_should_end_session_leaves_it_unset():
+    reply = to_reply(envelope({"outputSpeech": {"type": "PlainText", "text": "Hi"}}), None, "en-US")
+    assert reply.end_session is None
+
+
+def test_envelope_carries_reprompt_session_attributes_and_directives_untouched():
+    directive = {"type": "Dialog.ElicitSlot", "slotToElicit": "name", "future": {"x": [1]}}
+    raw = envelope(
+        {
+            "outputSpeech": {"type": "PlainText", "text": "Who?"},
+            "reprompt": {"outputSpeech": {"type": "SSML", "ssml": "<speak>Who, again?</speak>"}},
+            "shouldEndSession": False,
+            "directives": [directive],
+        },
+        sessionAttributes={"asked": True},
+    )
+    reply = to_reply(raw, None, "en-US")
+    assert reply.reprompt_ssml == "<speak>Who, again?</speak>"
+    assert reply.end_session is False
+    assert reply.session_attributes == {"asked": True}
+    assert reply.directives == (directive,)
+    assert reply.directives[0] is directive
+
+
+@pytest.mark.parametrize(
+    ("card", "expected"),
+    [
+        (
+            {"type": "Simple", "title": "T", "content": "C"},
+            Card("Simple", title="T", content="C"),
+        ),
+        (
+            {
+                "type": "Standard",
+                "title": "T",
+                "text": "X",
+                "image": {"smallImageUrl": "https://s", "largeImageUrl": "https://l"},
+            },
+            Card(
+                "Standard",
+                title="T",
+                text="X",
+                small_image_url="https://s",
+                large_image_url="https://l",
+            ),
+        ),
+        ({"type": "LinkAccount"}, Card("LinkAccount")),
+    ],
+    ids=["simple", "standard", "link-account"],
+)
+def test_envelope_cards_in_alexa_json_shape(card, expected):
+    assert to_reply(envelope({"card": card}), None, "en-US").card == expected
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"card": {"type": "AskForPermissionsConsent", "permissions": []}},
+        {"card": "People in space"},
+        {"outputSpeech": {"type": "Whisper", "text": "hi"}},
+        {"outputSpeech": {"type": "PlainText", "text": 6}},
+        {"outputSpeech": {"type": "SSML", "ssml": "<speak>unclosed <emphasis></speak>"}},
+        {"shouldEndSession": "yes"},
+        {"directives": {"type": "Dialog.Delegate"}},
+    ],
+    ids=[
+        "card-of-wrong-type",
+        "card-not-object",
+        "speech-type-unknown",
+        "speech-not-string",
+        "malformed-ssml",
+        "end-session-not-bool",
+        "directives-not-list",
+    ],
+)
+def test_envelope_parts_of_the_wrong_shape_are_bad_replies(response):
+    with pytest.raises(BadReply):
+        to_reply(envelope(response), None, "en-US")
+
+
+def test_envelope_session_attributes_must_be_an_object():
+    with pytest.raises(BadReply):
+        to_reply(envelope({}, sessionAttributes=["a"]), None, "en-US")
+
+
+def test_envelope_response_must_be_an_object():
+    with pytest.raises(BadReply):
+        to_reply({"version": "1.0", "response": "ok"}, None, "en-US")
+
+
+# -- form 2: the short object -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("speech", "ssml"),
+    [
+        ("Fish & chips < 5 pounds", "<speak>Fish &amp; chips &lt; 5 pounds</speak>"),
+        ('She said "it\'s 5 > 4"', "<speak>She said &quot;it&apos;s 5 &gt; 4&quot;</speak>"),
+        (
+            "<speak>Hello <emphasis>there</emphasis></speak>",
+            "<speak>Hello <emphasis>there</emphasis></speak>",
+        ),
+        ("  <speak>padded &amp; fine</speak>\n", "<speak>padded &amp; fine</speak>"),
+        (
+            "<emphasis>not SSML without speak</emphasis>",
+            "<speak>&lt;emphasis&gt;not SSML without speak&lt;/emphasis&gt;</speak>",
+        ),
+    ],
+    ids=[
+        "ampersand-and-lt-escaped",
+        "quotes-escaped",
+        "ssml-as-is",
+        "ssml-after-strip",
+        "tags-without-speak-are-text",
+    ],
+)
+def test_short_form_speech_is_escaped_text_or_ssml(speech, ssml):
+    assert to_reply({"speech": speech}, None, "en-US").speech_ssml == ssml
+
+
+@pytest.mark.parametrize(
+    ("card", "expected"),
+    [
+        (
+            {"title": "Hello", "content": "Hello, Ada!"},
+            Card("Simple", title="Hello", content="Hello, Ada!"),
+        ),
+        ({"title": "Host", "text": "From abc."}, Card("Standard", title="Host", text="From abc.")),
+        (
+            {"title": "Pic", "image": {"small": "https://s.png", "large": "https://l.png"}},
+            Card(
+                "Standard",
+                title="Pic",
+                small_image_url="https://s.png",
+                large_image_url="https://l.png",
+            ),
+        ),
+        ({"type": "LinkAccount"}, Card("LinkAccount")),
+    ],
+    ids=["title-content-is-simple", "text-is-standard", "image-is-standard", "link-account"],
+)
+def test_short_form_cards(card, expected):
+    assert to_reply({"speech": "Hi", "card": card}, None, "en-US").card == expected
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        {"type": "AskForPermissionsConsent"},
+        {"title": "T", "content": "C", "text": "X"},
+        {"type": "Simple", "title": "T", "text": "X"},
+        {"type": "LinkAccount", "title": "Link"},
+        {"title": "T", "image": {"tiny": "https://t.png"}},
+        {"title": "T", "content": 5},
+        {"heading": "T"},
+        {},
+        "Hello",
+    ],
+    ids=[
+        "unknown-type",
+        "content-and-text",
+        "simple-with-text",
+        "link-account-with-title",
+        "image-without-small-or-large",
+        "content-not-string",
+        "unknown-key",
+        "empty",
+        "not-object",
+    ],
+)
+def test_short_form_bad_cards_are_bad_replies(card):
+    with pytest.raises(BadReply):
+        to_reply({"speech": "Hi", "card": card}, None, "en-US")
+
+
+@pytest.mark.parametrize(
+    ("raw", "end_session"),
+    [
+        ({"speech": "Bye"}, True),
+        ({"speech": "Who?", "reprompt": "Who should I greet?"}, False),
+        ({"speech": "Who?", "reprompt": "Who?", "end_session": True}, True),
+        ({"speech": "Still here", "end_session": False}, False),
+        ({"directives": [{"type": "Dialog.Delegate"}], "end_session": None}, None),
+    ],
+    ids=[
+        "default-ends",
+        "reprompt-keeps-open",
+        "explicit-true-wins-over-reprompt",
+        "explicit-false",
+        "explicit-null-leaves-unset",
+    ],
+)
+def test_short_form_end_session(raw, end_session):
+    assert to_reply(raw, None, "en-US").end_session is end_session
+
+
+def test_short_form_reprompt_is_escaped_like_speech():
+    reply = to_reply({"speech": "Hi", "reprompt": "Tom & Jerry?"}, None, "en-US")
+    assert reply.reprompt_ssml == "<speak>Tom &amp; Jerry?</speak>"
+
+
+def test_short_form_carries_session_attributes_and_directives_untouched():
+    directive = {"type": "Alexa.Presentation.APL.RenderDocument", "document": {"any": "thing"}}
+    raw = {
+        "speech": "Hi",
+        "session_attributes": {"turn": 2},
+        "directives": [directive],
+    }
+    reply = to_reply(raw, None, "en-US")
+    assert reply.session_attributes == {"turn": 2}
+    assert reply.directives == (directive,)
+    assert reply.directives[0] is directive
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"speech": 42},
+        {"speech": "Hi", "reprompt": ["again"]},
+        {"speech": "Hi", "end_session": "no"},
+        {"speech": "Hi", "session_attributes": ["turn", 2]},
+        {"speech": "Hi", "directives": [{"slotToElicit": "name"}]},
+        {"speech": "<speak>Hi <break></speak>"},
+    ],
+    ids=[
+        "speech-not-string",
+        "reprompt-not-string",
+        "end-session-not-bool",
+        "session-attributes-not-object",
+        "directive-without-type",
+        "malformed-ssml",
+    ],
+)
+def test_short_form_parts_of_the_wrong_shape_are_bad_replies(raw):
+    with pytest.raises(BadReply):
+        to_reply(raw, None, "en-US")
+
+
+# -- form 3: a JSON string --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "ssml"),
+    [
+        ("Fish & chips < 5 pounds", "<speak>Fish &amp; chips &lt; 5 pounds</speak>"),
+        ("<speak>Fish &amp; chips</speak>", "<speak>Fish &amp; chips</speak>"),
+    ],
+)
+def test_string_answer_is_the_speech_and_ends_the_session(raw, ssml):
+    assert to_reply(raw, PLAIN, "en-US") == Reply(speech_ssml=ssml, end_session=True)
+
+
+# -- form 4: data through the route's template ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("locale", "speech"),
+    [
+        ("en-GB", "There are 12 Docker captains, mate."),
+        ("de-DE", "Es gibt 12 Docker Captains."),
+        ("en-US", "There are 12 Docker captains."),
+        ("ja-JP", "There are 12 Docker captains."),
+    ],
+    ids=["exact-locale", "language", "default", "default-for-unlisted"],
+)
+def test_data_is_spoken_through_the_locale_table(locale, speech):
+    reply = to_reply({"total_captains": 12}, CAPTAINS, locale)
+    assert reply == Reply(speech_ssml=f"<speak>{speech}</speak>", end_session=True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "template", "speech"),
+    [
+        ({"total_captains": 12}, "There are {total_captains} captains.", "There are 12 captains."),
+        (7, "The answer is {value}.", "The answer is 7."),
+        ([1, 2], "{value}", "[1, 2]"),
+        ({"n": 1234567}, "{n:,} steps", "1,234,567 steps"),
+        ({"shop": "M&S"}, "Go to {shop}.", "Go to M&amp;S."),
+        ({}, "Nothing to report.", "Nothing to report."),
+    ],
+    ids=[
+        "dict-keys",
+        "number-as-value",
+        "list-as-value",
+        "format-spec",
+        "rendered-text-is-escaped",
+        "empty-object-is-data",
+    ],
+)
+def test_data_template_rendering(raw, template, speech):
+    assert to_reply(raw, with_template(template), "en-US").speech_ssml == f"<speak>{speech}</speak>"
+
+
+def test_object_mixing_short_form_keys_with_data_is_data():
+    raw = {"speech": "ignored", "total_captains": 3}
+    reply = to_reply(raw, with_template("{total_captains} captains"), "en-US")
+    assert reply.speech_ssml == "<speak>3 captains</speak>"
+
+
+@pytest.mark.parametrize(
+    ("route", "raw"),
+    [
+        (PLAIN, {"total_captains": 12}),
+        (None, 42),
+        (Route(name="X", host="x", speech={"en-GB": "only British"}), {"n": 1}),
+        (with_template("There are {total_captains} captains."), {"captains": 12}),
+        (with_template("{value.__class__}"), 1),
+        (with_template("{n.real}"), {"n": 1}),
+        (with_template("{names[0]}"), {"names": ["Ada"]}),
+        (with_template("{n:>{width.real}}"), {"n": 1, "width": 3}),
+        (with_template("{} and {0}"), {"n": 1}),
+        (with_template("{n:d}"), {"n": "twelve"}),
+        (with_template("unclosed {n"), {"n": 1}),
+    ],
+    ids=[
+        "no-template",
+        "no-route",
+        "no-template-for-locale-and-no-default",
+        "missing-key",
+        "attribute-access-on-value",
+        "attribute-access",
+        "index-access",
+        "attribute-access-in-nested-spec",
+        "positional-fields",
+        "format-spec-does-not-fit",
+        "bad-format-string",
+    ],
+)
+def test_data_without_a_fitting_template_is_a_template_error(route, raw):
+    with pytest.raises(TemplateError) as caught:
+        to_reply(raw, route, "en-US")
+    assert caught.value.kind == "template"
+
+
+def test_template_error_names_no_answer_values():
+    with pytest.raises(TemplateError) as caught:
+        to_reply({"n": "secret-value"}, with_template("{n:d}"), "en-US")
+    assert "secret-value" not in str(caught.value)
+
+
+# -- Alexa's limits: enforced, never truncated ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "x" * 8001,
+        {"speech": "x" * 8001},
+        {"speech": "Hi", "reprompt": "x" * 8001},
+        envelope({"outputSpeech": {"type": "PlainText", "text": "x" * 8001}}),
+        "&" * 1600,  # 1600 characters, 8000 once escaped: Alexa counts the SSML
+    ],
+    ids=["string", "short-form", "reprompt", "envelope", "counted-after-escaping"],
+)
+def test_speech_over_8000_characters_is_too_large(raw):
+    with pytest.raises(ReplyTooLarge) as caught:
+        to_reply(raw, None, "en-US")
+    assert caught.value.kind == "reply-too-large"
+
+
+def test_speech_at_the_limit_is_kept_whole():
+    text = "x" * (8000 - len("<speak></speak>"))
+    assert to_reply(text, None, "en-US").speech_ssml == f"<speak>{text}</speak>"
+
+
+@pytest.mark.parametrize(
+    "card",
+    [
+        {"title": "T" * 4000, "content": "C" * 4001},
+        {"title": "T" * 4000, "text": "X" * 4001},
+    ],
+    ids=["simple", "standard"],
+)
+def test_card_title_and_content_over_8000_characters_is_too_large(card):
+    with pytest.raises(ReplyTooLarge):
+        to_reply({"speech": "Hi", "card": card}, None, "en-US")
+
+
+def test_card_at_the_limit_is_kept_whole():
+    card = {"title": "T" * 4000, "content": "C" * 4000}
+    assert to_reply({"speech": "Hi", "card": card}, None, "en-US").card.content == "C" * 4000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"speech": "Hi", "session_attributes": {"blob": "x" * 24 * 1024}},
+        {
+            "speech": "x" * 7000,
+            "card": {"title": "T", "content": "C" * 7000},
+            "reprompt": "y" * 7000,
+            "directives": [{"type": "X", "data": "z" * 4000}],
+        },
+        {"speech": "日本語" * 900, "card": {"title": "T", "content": "日本語" * 900}},
+    ],
+    ids=["session-attributes", "parts-each-within-limits", "non-ascii-as-sent-escaped"],
+)
+def test_whole_reply_over_24_kib_is_too_large(raw):
+    with pytest.raises(ReplyTooLarge) as caught:
+        to_reply(raw, None, "ja-JP")
+    assert "24576" in str(caught.value)
+
+
+def test_reply_errors_are_one_family_with_reason_codes():
+    assert {TemplateError.kind, ReplyTooLarge.kind, BadReply.kind} == {
+        "template",
+        "reply-too-large",
+        "bad-reply",
+    }
+    assert all(issubclass(e, ReplyError) for e in (TemplateError, ReplyTooLarge, BadReply))
+
+
+# -- apologies ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("locale", "starts"),
+    [
+        ("en-US", "Sorry"),
+        ("en-GB", "Sorry"),
+        ("en-AU", "Sorry"),
+        ("en-IN", "Sorry"),
+        ("en-CA", "Sorry"),
+        ("de-DE", "Entschuldigung"),
+        ("fr-FR", "Désolé"),
+        ("fr-CA", "Désolé"),
+        ("es-ES", "Lo siento"),
+        ("es-MX", "Lo siento"),
+        ("it-IT", "Mi dispiace"),
+        ("ja-JP", "すみません"),
+        ("pt-BR", "Desculpe"),
+        ("xx-YY", "Sorry"),
+        ("", "Sorry"),
+    ],
+)
+def test_apology_is_spoken_in_the_request_locale_with_english_fallback(locale, starts):
+    reply = apology(locale)
+    assert reply.speech_ssml.startswith(f"<speak>{starts}")
+    assert reply.speech_ssml.endswith("</speak>")
+    assert reply.end_session is True
+    assert (reply.card, reply.reprompt_ssml, reply.session_attributes) == (None, None, None)
+
+
+def test_english_apology_is_short_and_names_no_internals():
+    text = ssml_to_text(apology("en-US").speech_ssml)
+    assert text == "Sorry, I couldn't get an answer for that just now. Please try again later."
+
+
+# -- speech helpers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ssml", "text"),
+    [
+        ("<speak>Fish &amp; chips &lt; 5</speak>", "Fish & chips < 5"),
+        ("<speak>It&apos;s &quot;here&quot;</speak>", 'It\'s "here"'),
+        ("<speak>Hello <emphasis level='strong'>there</emphasis>.</speak>", "Hello there."),
+        ('<speak>One<break time="1s"/>two</speak>', "One two"),
+        ("<speak><p>First.</p><p>Second.</p></speak>", "First. Second."),
+        ('<speak>Id <say-as interpret-as="characters">a1</say-as></speak>', "Id a1"),
+        ("<speak>  spaced\n  out  </speak>", "spaced out"),
+    ],
+    ids=["entities", "quotes", "inline-tag", "break", "paragraphs", "say-as", "whitespace"],
+)
+def test_ssml_to_text(ssml, text):
+    assert ssml_to_text(ssml) == text
+
+
+def test_escape_speech_round_trips_through_ssml_to_text():
+    text = 'Tom & Jerry\'s <"best"> bits'
+    assert escape_speech(text) == "Tom &amp; Jerry&apos;s &lt;&quot;best&quot;&gt; bits"
+    assert ssml_to_text(f"<speak>{escape_speech(text)}</speak>") == text
+
+
+@pytest.mark.parametrize(
+    "ssml",
+    [
+        '<speak><amazon:effect name="whispered">psst</amazon:effect> hi</speak>',
+        '<speak><say-as interpret-as="characters">abc</say-as><break time="1s"/></speak>',
+        "<speak>Fish &amp; chips &apos;n&apos; peas</speak>",
+    ],
+    ids=["amazon-namespace-tags", "attributes-and-empty-tags", "predefined-entities"],
+)
+def test_well_formed_ssml_with_alexa_tags_passes_through(ssml):
+    assert to_reply({"speech": ssml}, None, "en-US").speech_ssml == ssml
+
+
+@pytest.mark.parametrize(
+    "ssml",
+    ["<speak>a &nbsp; b</speak>", "<speak>a</speak><p>b</p>", "<speak>a <b></speak>"],
+    ids=["html-entity", "content-after-speak", "unclosed-tag"],
+)
+def test_malformed_ssml_is_refused_rather_than_sent_to_alexa(ssml):
+    with pytest.raises(BadReply):
+        to_reply(ssml, None, "en-US")
