@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -39,7 +40,67 @@ def build_parser() -> argparse.ArgumentParser:
     intents = commands.add_parser("intents", help="print the routing table")
     _config_flag(intents)
     intents.add_argument("--json", action="store_true", help="print JSON")
+
+    _simulator_commands(commands)
     return parser
+
+
+def _simulator_commands(commands: Any) -> None:
+    """simulate, dialog, models check, certify: talking to the skill without an Echo."""
+    simulate = commands.add_parser(
+        "simulate", help="send one signed request built from an utterance; print the answer"
+    )
+    simulate.add_argument("utterance", nargs="?", help='what the user says, e.g. "say hello"')
+    _endpoint_flags(simulate)
+    simulate.add_argument("--json", action="store_true", help="print request and response JSON")
+    simulate.add_argument("--intent", metavar="NAME", help="send this intent (skips matching)")
+    simulate.add_argument(
+        "--slot",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="a slot value for --intent (repeatable)",
+    )
+    kind = simulate.add_mutually_exclusive_group()
+    kind.add_argument("--launch", action="store_true", help="send a LaunchRequest")
+    kind.add_argument("--end", action="store_true", help="send a SessionEndedRequest")
+
+    dialog = commands.add_parser("dialog", help="a multi-turn conversation in one session")
+    _endpoint_flags(dialog)
+    dialog.add_argument(
+        "--script", metavar="FILE", help="play utterances from FILE (one a line, # comments)"
+    )
+
+    models = commands.add_parser("models", help="interaction model tools")
+    models_commands = models.add_subparsers(dest="models_command", metavar="COMMAND")
+    models_check = models_commands.add_parser(
+        "check", help="validate the interaction models against Amazon's rules and the routes"
+    )
+    _config_flag(models_check)
+    models_check.add_argument(
+        "--models", metavar="DIR", help="skill package directory (default: interaction_models/)"
+    )
+
+    certify = commands.add_parser(
+        "certify", help="certification pre-flight: what Amazon's functional test sends"
+    )
+    certify.add_argument(
+        "url", metavar="URL", help="the skill endpoint, e.g. http://127.0.0.1:3000/"
+    )
+    certify.add_argument(
+        "--skill-id", help="the skill id the endpoint accepts (default: the development skill id)"
+    )
+
+
+def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
+    _config_flag(parser)
+    parser.add_argument("--url", help="skill endpoint (default http://127.0.0.1:3000/)")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the app from --config in this process instead of calling --url",
+    )
+    parser.add_argument("--locale", default="en-US", help="request locale (default en-US)")
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "certify":
+        from skill.certify import certify_command
+
+        return certify_command(args.url, skill_id=args.skill_id)
+    if args.command == "models" and args.models_command is None:
+        parser.parse_args(["models", "--help"])
     overrides: dict[str, Any] = {}
     if args.command == "serve":
         overrides = {
@@ -78,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         return check(settings)
     if args.command == "intents":
         return show_intents(settings, as_json=args.json)
+    if args.command == "models":
+        return models_check(settings, args.models)
+    if args.command in ("simulate", "dialog"):
+        return talk(settings, args, parser)
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -121,6 +192,87 @@ def show_intents(settings: Settings, *, as_json: bool) -> int:
         table.add_row(row["name"], row["host"], str(row["port"]), row["source"])
     Console().print(table)
     return 0
+
+
+def models_check(settings: Settings, directory: str | None) -> int:
+    from pathlib import Path
+
+    from dispatch.registry import Router
+    from skill.modelcheck import check_models, print_report
+
+    router = Router(
+        settings.routes,
+        naming=settings.dispatch.naming,
+        function_port=settings.dispatch.function_port,
+    )
+    return print_report(check_models(Path(directory) if directory else None, router))
+
+
+def talk(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`simulate` and `dialog`: signed requests to --url, or to the app in process."""
+    from pathlib import Path
+
+    from skill import conversation
+    from skill.settings import DEVELOPMENT_SKILL_ID
+    from skill.simulator import ModelNotFound, load_interaction_model, parse_slot_flags
+
+    if args.command == "simulate":
+        chosen = sum(bool(x) for x in (args.utterance, args.intent, args.launch, args.end))
+        if chosen != 1:
+            parser.error("simulate: give an UTTERANCE, or one of --intent, --launch, --end")
+        if args.slot and not args.intent:
+            parser.error("simulate: --slot goes with --intent")
+    if args.url and args.in_process:
+        parser.error(f"{args.command}: --url and --in-process exclude each other")
+    try:
+        model = load_interaction_model(args.locale)
+        slots = parse_slot_flags(args.slot) if args.command == "simulate" else {}
+        lines = (
+            conversation.script_lines(Path(args.script))
+            if args.command == "dialog" and args.script
+            else None
+        )
+    except (ModelNotFound, ValueError, OSError) as exc:
+        print(f"funker-dispatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    # The model answers in the requested locale; a missing one falls back by language.
+    model = replace(model, locale=args.locale)
+    url = args.url or conversation.DEFAULT_URL
+    application_id = next(iter(settings.skill.application_ids), DEVELOPMENT_SKILL_ID)
+    sign = conversation.dev_ca_signer()
+    try:
+        with conversation.open_endpoint(
+            url, in_process=args.in_process, settings=settings
+        ) as endpoint:
+            if args.command == "simulate":
+                return conversation.simulate(
+                    endpoint,
+                    model,
+                    sign,
+                    application_id,
+                    utterance=args.utterance,
+                    intent=args.intent,
+                    slots=slots,
+                    launch=args.launch,
+                    end=args.end,
+                    transcript=conversation.Transcript(as_json=args.json),
+                )
+            utterances = lines if lines is not None else conversation.prompted()
+            code, _, _ = conversation.dialog(
+                endpoint,
+                model,
+                sign,
+                application_id,
+                utterances,
+                transcript=conversation.Transcript(),
+            )
+            return code
+    except conversation.EndpointUnreachable as exc:
+        print(
+            f"funker-dispatch {args.command}: {conversation.unreachable_message(url, exc)}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

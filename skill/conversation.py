@@ -1,0 +1,434 @@
+"""Talking to a running skill: signed requests over HTTP or in process, one session, the transcript.
+
+`simulate` is a one-turn conversation and `dialog` a many-turn one; both keep
+the session as Alexa does (one session id, `new` on the first turn only, the
+session attributes of each response sent back with the next request).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from skill.settings import Settings
+from skill.simulator import (
+    InteractionModel,
+    Match,
+    NoMatch,
+    SessionState,
+    alexa_slots,
+    encode,
+    envelope,
+    intent_request,
+    launch_request,
+    match_utterance,
+    resolve,
+    session_ended_request,
+    strip_invocation,
+)
+
+DEFAULT_URL = "http://127.0.0.1:3000/"
+HTTP_TIMEOUT = 15.0  # well past Alexa's 8 s, so a slow skill shows as slow, not as a hang
+
+Signer = Callable[[bytes], Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP answer: status and body bytes."""
+
+    status: int
+    body: bytes
+
+
+class EndpointUnreachable(ConnectionError):
+    """Nothing answers at the URL (refused, no route, name not found)."""
+
+
+class Endpoint(Protocol):
+    def post(self, body: bytes, headers: Mapping[str, str]) -> Exchange: ...
+
+
+class HttpEndpoint:
+    """A skill endpoint over HTTP(S), with the standard library's client."""
+
+    def __init__(self, url: str, timeout: float = HTTP_TIMEOUT) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    def post(self, body: bytes, headers: Mapping[str, str]) -> Exchange:
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", **headers},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return Exchange(response.status, response.read())
+        except urllib.error.HTTPError as error:
+            return Exchange(error.code, error.read())
+        except urllib.error.URLError as error:
+            raise EndpointUnreachable(f"{self.url}: {error.reason}") from error
+        except ConnectionError as error:
+            raise EndpointUnreachable(f"{self.url}: {error}") from error
+
+
+class InProcessEndpoint:
+    """The Flask app called through its test client: the whole stack, no socket."""
+
+    def __init__(self, app: Any, path: str = "/") -> None:
+        self.client = app.test_client()
+        self.path = path
+
+    def post(self, body: bytes, headers: Mapping[str, str]) -> Exchange:
+        answer = self.client.post(
+            self.path, data=body, headers=dict(headers), content_type="application/json"
+        )
+        return Exchange(answer.status_code, answer.get_data())
+
+
+@contextmanager
+def open_endpoint(url: str, *, in_process: bool, settings: Settings) -> Iterator[Endpoint]:
+    """An endpoint for `url`, or the app built from `settings` when `in_process`.
+
+    In process, the embedded default's example functions run for as long as
+    the endpoint is open, as `serve` would run them.
+    """
+    if not in_process:
+        yield HttpEndpoint(url)
+        return
+    from skill.app import create_app
+    from skill.server import start_functions, stop_functions
+
+    children = start_functions(settings.functions) if settings.functions else []
+    try:
+        yield InProcessEndpoint(create_app(settings), settings.server.path)
+    finally:
+        stop_functions(children)
+
+
+def dev_ca_signer() -> Signer:
+    """Sign with the development CA in $FUNKER_DISPATCH_HOME (created on first use)."""
+    from verification.devca import DevCA
+
+    return DevCA.load_or_create().sign
+
+
+@dataclass
+class Turn:
+    """One request and what came back."""
+
+    said: str  # the utterance, or what was sent ("(launch)", "(end session)")
+    request: dict[str, Any]
+    exchange: Exchange
+    match: Match | None = None
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        try:
+            value = json.loads(self.exchange.body)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    @property
+    def ok(self) -> bool:
+        return self.exchange.status == 200 and self.response is not None
+
+    def _part(self, *keys: str) -> Any:
+        value: Any = self.response
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    @property
+    def speech(self) -> str | None:
+        return _spoken(self._part("response", "outputSpeech"))
+
+    @property
+    def reprompt(self) -> str | None:
+        return _spoken(self._part("response", "reprompt", "outputSpeech"))
+
+    @property
+    def card(self) -> dict[str, Any] | None:
+        card = self._part("response", "card")
+        return card if isinstance(card, dict) else None
+
+    @property
+    def ends_session(self) -> bool:
+        return self._part("response", "shouldEndSession") is True
+
+
+def _spoken(speech: Any) -> str | None:
+    if not isinstance(speech, dict):
+        return None
+    from dispatch.responses import ssml_to_text
+
+    if speech.get("type") == "SSML" and isinstance(speech.get("ssml"), str):
+        return ssml_to_text(speech["ssml"])
+    text = speech.get("text")
+    return text if isinstance(text, str) else None
+
+
+@dataclass
+class Conversation:
+    """One Alexa session against an endpoint: every request signed, state carried."""
+
+    endpoint: Endpoint
+    model: InteractionModel
+    sign: Signer
+    application_id: str
+    locale: str
+    session: SessionState = field(init=False)
+    ended: bool = False
+
+    def __post_init__(self) -> None:
+        self.session = SessionState(self.application_id)
+
+    def say(self, utterance: str) -> Turn:
+        """Resolve an utterance (or "open <invocation name>") and send it; NoMatch if none fits."""
+        invocation = strip_invocation(self.model, utterance)
+        if invocation.launch:
+            return self.send(launch_request(self.locale), utterance)
+        match = match_utterance(self.model, invocation.utterance)
+        return self.intent(match.intent, match.slots, said=utterance, match=match)
+
+    def intent(
+        self,
+        name: str,
+        values: Mapping[str, str],
+        *,
+        said: str | None = None,
+        match: Match | None = None,
+    ) -> Turn:
+        slots = alexa_slots(self.model, name, values, self.application_id)
+        request = intent_request(name, slots, self.locale)
+        shown = said if said is not None else f"({name})"
+        return self.send(request, shown, match or Match(name, "", dict(values)))
+
+    def launch(self) -> Turn:
+        return self.send(launch_request(self.locale), "(launch)")
+
+    def end(self, reason: str = "USER_INITIATED") -> Turn:
+        return self.send(session_ended_request(self.locale, reason=reason), "(end session)")
+
+    def send(self, request: dict[str, Any], said: str, match: Match | None = None) -> Turn:
+        sent = envelope(request, self.session)
+        body = encode(sent)
+        exchange = self.endpoint.post(body, dict(self.sign(body)))
+        turn = Turn(said, sent, exchange, match)
+        self._carry(turn)
+        return turn
+
+    def _carry(self, turn: Turn) -> None:
+        # Alexa sends back exactly the attributes of the last response; an error
+        # or a SessionEndedRequest closes the session.
+        self.session.new = False
+        if turn.request["request"]["type"] == "SessionEndedRequest" or not turn.ok:
+            self.ended = True
+            return
+        attributes = (turn.response or {}).get("sessionAttributes")
+        self.session.attributes = dict(attributes) if isinstance(attributes, dict) else {}
+        if turn.ends_session:
+            self.ended = True
+
+
+# --- printing -------------------------------------------------------------------
+
+
+class Transcript:
+    """Turns printed for people (rich) or as JSON lines."""
+
+    def __init__(self, out: IO[str] | None = None, *, as_json: bool = False) -> None:
+        self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+        self.as_json = as_json
+
+    def turn(self, turn: Turn, model: InteractionModel | None = None) -> None:
+        if self.as_json:
+            document = {
+                "request": turn.request,
+                "status": turn.exchange.status,
+                "response": turn.response
+                if turn.response is not None
+                else turn.exchange.body.decode("utf-8", "replace"),
+            }
+            self.console.print_json(json.dumps(document))
+            return
+        console = self.console
+        console.print(f"[bold cyan]you[/]   {escape(turn.said)}")
+        console.print(f"      [dim]{escape(_described(turn, model))}[/]")
+        if not turn.ok:
+            console.print(
+                f"[bold red]HTTP {turn.exchange.status}[/] "
+                + escape(turn.exchange.body.decode("utf-8", "replace").strip())
+            )
+            return
+        if turn.speech:
+            console.print(f"[bold green]alexa[/] {escape(turn.speech)}")
+        card = turn.card
+        if card is not None:
+            console.print(_card_panel(card))
+        if turn.reprompt and not turn.ends_session:
+            console.print(f"      [dim]reprompt: {escape(turn.reprompt)}[/]")
+        if turn.ends_session:
+            console.print("      [dim](session ended)[/]")
+
+    def no_match(self, error: NoMatch) -> None:
+        self.console.print(
+            f"[bold red]no match[/] for {escape(error.utterance)!r}; nearest samples:"
+        )
+        for intent, sample in error.nearest:
+            self.console.print(f"  {escape(sample)}  [dim]{escape(intent)}[/]")
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[yellow]{escape(text)}[/]")
+
+
+def _described(turn: Turn, model: InteractionModel | None) -> str:
+    request = turn.request["request"]
+    if request["type"] != "IntentRequest":
+        return request["type"]
+    intent = request["intent"]
+    parts = [intent["name"]]
+    for name, slot in intent.get("slots", {}).items():
+        if "value" not in slot:
+            continue
+        text = f"{name}={slot['value']!r}"
+        resolution = (
+            resolve(model, intent["name"], name, slot["value"]) if model is not None else None
+        )
+        if resolution is not None:
+            text += f" → {resolution.value.name}" if resolution.value else " (ER_SUCCESS_NO_MATCH)"
+        parts.append(text)
+    return " ".join(parts)
+
+
+def _card_panel(card: Mapping[str, Any]) -> Panel:
+    kind = card.get("type", "Simple")
+    if kind == "LinkAccount":
+        return Panel("link your account in the Alexa app", title="LinkAccount card")
+    body = card.get("content") if kind == "Simple" else card.get("text")
+    lines = [escape(str(body or ""))]
+    image = card.get("image")
+    if isinstance(image, dict):
+        for size in ("smallImageUrl", "largeImageUrl"):
+            if image.get(size):
+                lines.append(f"[dim]{size}: {escape(str(image[size]))}[/]")
+    title = escape(str(card.get("title") or f"{kind} card"))
+    return Panel("\n".join(lines), title=title, expand=False)
+
+
+# --- the two commands --------------------------------------------------------
+
+
+def unreachable_message(url: str, error: Exception) -> str:
+    return f"cannot reach {url} ({error}) — is `make run` (funker-dispatch serve) running?"
+
+
+def simulate(
+    endpoint: Endpoint,
+    model: InteractionModel,
+    sign: Signer,
+    application_id: str,
+    *,
+    utterance: str | None = None,
+    intent: str | None = None,
+    slots: Mapping[str, str] | None = None,
+    launch: bool = False,
+    end: bool = False,
+    transcript: Transcript,
+) -> int:
+    """Send one request; 0 when the skill answered 200 with a response."""
+    conversation = Conversation(endpoint, model, sign, application_id, model.locale)
+    try:
+        if launch:
+            turn = conversation.launch()
+        elif end:
+            turn = conversation.end()
+        elif intent is not None:
+            turn = conversation.intent(intent, slots or {})
+        else:
+            turn = conversation.say(utterance or "")
+    except NoMatch as error:
+        transcript.no_match(error)
+        return 1
+    transcript.turn(turn, model)
+    return 0 if turn.ok else 1
+
+
+def dialog(
+    endpoint: Endpoint,
+    model: InteractionModel,
+    sign: Signer,
+    application_id: str,
+    utterances: Iterable[str],
+    *,
+    transcript: Transcript,
+) -> tuple[int, Conversation, list[Turn]]:
+    """Play utterances in one session until the skill ends it or they run out.
+
+    Returns the exit code (1 when an utterance matched nothing or a request
+    failed), the conversation and its turns.
+    """
+    conversation = Conversation(endpoint, model, sign, application_id, model.locale)
+    turns: list[Turn] = []
+    code = 0
+    pending = iter(utterances)
+    for utterance in pending:
+        try:
+            turn = conversation.say(utterance)
+        except NoMatch as error:
+            transcript.no_match(error)
+            code = 1
+            continue
+        turns.append(turn)
+        transcript.turn(turn, model)
+        if not turn.ok:
+            code = 1
+        if conversation.ended:
+            left = sum(1 for _ in pending)
+            if left:
+                transcript.note(f"the session ended; {left} utterance(s) not played")
+            return code, conversation, turns
+    # Out of input with the session open: the user walked away, as Alexa reports it.
+    if turns:
+        turn = conversation.end("USER_INITIATED")
+        turns.append(turn)
+        transcript.turn(turn, model)
+        if not turn.ok:
+            code = 1
+    return code, conversation, turns
+
+
+def script_lines(path: Path) -> list[str]:
+    """Utterances of a dialog script: one a line, blank lines and `#` comments skipped."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        text = line.strip()
+        if text and not text.startswith("#"):
+            lines.append(text)
+    return lines
+
+
+def prompted(prompt: str = "you> ") -> Iterator[str]:
+    """Utterances typed at a prompt, until EOF (Ctrl-D) or Ctrl-C."""
+    while True:
+        try:
+            text = input(prompt).strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if text:
+            yield text
