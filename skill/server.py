@@ -36,7 +36,7 @@ class DispatchServer(BaseApplication):  # type: ignore[misc]
             "workers": server.workers,
             "threads": server.threads,
             "worker_class": "gthread",
-            "graceful_timeout": server.graceful_timeout,
+            "graceful_timeout": int(server.graceful_timeout),
             # A worker stuck past Alexa's 8 s is useless; gunicorn restarts it.
             "timeout": 30,
             "keepalive": 5,
