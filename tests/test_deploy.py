@@ -467,11 +467,6 @@ def test_production_captains_route_narrows_the_payload_and_speaks_a_template(pro
 # --- the image's command, run here ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="skill/server.py hands gunicorn graceful_timeout as a float (20.0), which "
-    "gunicorn's validate_pos_int rejects, so `serve` exits at start (issue 5, item 3)",
-)
 def test_image_command_serves_the_production_config_and_passes_the_health_check(tmp_path):
     # The image's CMD against deploy/dispatch.toml, on a free port (the environment
     # wins over the file), probed with the image's own HEALTHCHECK command.
