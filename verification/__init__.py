@@ -5,6 +5,15 @@ from verification import sdkcompat
 sdkcompat.install()  # before anything below imports ask_sdk_webservice_support
 
 from verification.application_id import ApplicationIdVerifier  # noqa: E402
+from verification.devca import DevCA  # noqa: E402
 from verification.errors import VerificationFailed  # noqa: E402
+from verification.signature import SignatureVerifier  # noqa: E402
+from verification.timestamp import TimestampVerifier  # noqa: E402
 
-__all__ = ["ApplicationIdVerifier", "VerificationFailed"]
+__all__ = [
+    "ApplicationIdVerifier",
+    "DevCA",
+    "SignatureVerifier",
+    "TimestampVerifier",
+    "VerificationFailed",
+]

@@ -1,0 +1,267 @@
+"""Alexa's request signature, as an ASK SDK verifier built on `cryptography` alone.
+
+Per request: the signature header, Amazon's URL rules, then the leaf key for
+that URL, then one RSA PKCS#1 v1.5 verification over the body bytes exactly
+as received. Getting the leaf key is the expensive part (fetch, parse, path
+validation), so the *validated* key is cached per URL until the leaf's
+notAfter, measured with the injected clock. A warm request is a dict lookup,
+an expiry compare and one RSA verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import certifi
+from ask_sdk_webservice_support.verifier import AbstractVerifier
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+
+from verification.certurl import check_cert_url
+from verification.errors import (
+    CertExpired,
+    CertFetchFailed,
+    CertNotYetValid,
+    ChainInvalid,
+    HeadersMissing,
+    SanMismatch,
+    SignatureInvalid,
+    VerificationFailed,
+)
+from verification.fetch import fetch_chain
+
+SIGNATURE_256_HEADER = "Signature-256"
+SIGNATURE_SHA1_HEADER = "Signature"
+CERT_URL_HEADER = "SignatureCertChainUrl"
+ALEXA_SAN = "echo-api.amazon.com"
+CACHE_SIZE = 64
+
+_PADDING = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+_SHA1 = hashes.SHA1()
+
+_certifi_roots: list[x509.Certificate] | None = None
+_certifi_lock = threading.Lock()
+
+
+def certifi_roots() -> list[x509.Certificate]:
+    """certifi's bundle as certificates, parsed once per process."""
+    global _certifi_roots
+    with _certifi_lock:
+        if _certifi_roots is None:
+            with open(certifi.where(), "rb") as bundle, warnings.catch_warnings():
+                # A few roots have non-positive serials; cryptography warns about
+                # each, which would fail every `-W error` run for data we do not own.
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                _certifi_roots = x509.load_pem_x509_certificates(bundle.read())
+        return list(_certifi_roots)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _LeafKey:
+    """A leaf's public key that passed validation, and the window it may be used in."""
+
+    key: RSAPublicKey
+    not_before: datetime
+    not_after: datetime
+
+
+class SignatureVerifier(AbstractVerifier):
+    """Verify `Signature-256` (or, with `allow_sha1`, legacy `Signature`) against Amazon's chain.
+
+    `roots` are the trusted certificates (certifi's by default), `fetch(url)
+    -> bytes` gets a chain (the HTTPS fetcher by default), `now()` returns an
+    aware datetime (the system clock by default).
+    """
+
+    def __init__(
+        self,
+        roots: Iterable[x509.Certificate] | None = None,
+        fetch: Callable[[str], bytes] | None = None,
+        now: Callable[[], datetime] | None = None,
+        allow_sha1: bool = False,
+        *,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self.roots = list(roots) if roots is not None else certifi_roots()
+        if not self.roots:
+            raise ValueError("SignatureVerifier needs at least one trusted root")
+        self._store = Store(self.roots)
+        self._fetch = fetch if fetch is not None else fetch_chain
+        self._now = now if now is not None else _utcnow
+        self.allow_sha1 = allow_sha1
+        self._cache_size = cache_size
+        # Keyed by the header's exact text: an entry exists only for a URL that
+        # passed the URL rules, so a hit may skip them, and no URL is ever
+        # answered from another URL's entry.
+        self._cache: OrderedDict[str, _LeafKey] = OrderedDict()
+        self._loading: dict[str, Future[_LeafKey]] = {}
+        self._lock = threading.Lock()
+
+    def verify(
+        self, headers: Any, serialized_request_env: str, deserialized_request_env: Any
+    ) -> None:
+        signature_b64, algorithm = self._signature_header(headers)
+        url = _header(headers, CERT_URL_HEADER)
+        if not url:
+            raise HeadersMissing(f"{CERT_URL_HEADER} header is missing")
+        key = self.leaf_key(url)
+        try:
+            signature = base64.b64decode(signature_b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise SignatureInvalid("signature header is not base64") from None
+        body = (
+            serialized_request_env.encode("utf-8")
+            if isinstance(serialized_request_env, str)
+            else bytes(serialized_request_env)
+        )
+        try:
+            key.verify(signature, body, _PADDING, algorithm)
+        except InvalidSignature:
+            raise SignatureInvalid("signature does not match the request body") from None
+
+    def _signature_header(self, headers: Any) -> tuple[str, hashes.HashAlgorithm]:
+        value = _header(headers, SIGNATURE_256_HEADER)
+        if value:
+            # Present means used: never fall back to SHA-1 when SHA-256 fails.
+            return value, _SHA256
+        if self.allow_sha1:
+            value = _header(headers, SIGNATURE_SHA1_HEADER)
+            if value:
+                return value, _SHA1
+            raise HeadersMissing(
+                f"{SIGNATURE_256_HEADER} and {SIGNATURE_SHA1_HEADER} headers are missing"
+            )
+        raise HeadersMissing(f"{SIGNATURE_256_HEADER} header is missing")
+
+    def leaf_key(self, url: str) -> RSAPublicKey:
+        """The validated leaf key for `url`, from the cache or fetched and validated once."""
+        now = self._now()
+        if now.tzinfo is None:  # an injected clock may be naive; Alexa's times are UTC
+            now = now.replace(tzinfo=UTC)
+        with self._lock:
+            entry = self._cache.get(url)
+            if entry is not None:
+                if entry.not_before <= now <= entry.not_after:
+                    self._cache.move_to_end(url)
+                    return entry.key
+                del self._cache[url]  # expired by the clock: fetch and validate again
+            loading = self._loading.get(url)
+            owner = loading is None
+            if owner:
+                loading = self._loading[url] = Future()
+        assert loading is not None
+        if not owner:
+            try:
+                return loading.result().key
+            except VerificationFailed as exc:
+                # A fresh exception per waiter; they must not share one traceback.
+                raise type(exc)(exc.message) from None
+        try:
+            entry = self._load(url, now)
+        except BaseException as exc:
+            with self._lock:
+                del self._loading[url]
+            loading.set_exception(exc)
+            raise
+        with self._lock:
+            # Cache and release together, so a late arrival sees one or the other.
+            self._cache[url] = entry
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            del self._loading[url]
+        loading.set_result(entry)
+        return entry.key
+
+    def _load(self, url: str, now: datetime) -> _LeafKey:
+        normalized = check_cert_url(url)  # before anything is fetched
+        try:
+            pem = self._fetch(normalized)
+        except VerificationFailed:
+            raise
+        except Exception as exc:  # an injected fetcher's own errors are still fetch failures
+            raise CertFetchFailed(f"certificate chain fetch failed: {exc}") from None
+        return self._validate(pem, now)
+
+    def _validate(self, pem: bytes, now: datetime) -> _LeafKey:
+        """Parse and validate a PEM chain (leaf first) at `now`; return its leaf key."""
+        try:
+            certificates = x509.load_pem_x509_certificates(pem)
+        except Exception:  # ValueError, or a deprecation warning turned error by -W
+            raise ChainInvalid("certificate chain is not a PEM chain") from None
+        leaf, intermediates = certificates[0], certificates[1:]
+        # Explicit checks first so each failure has its own reason code; the
+        # policy verifier below would fold them all into one error.
+        not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+        if now > not_after:
+            raise CertExpired(f"signing certificate expired at {not_after.isoformat()}")
+        if now < not_before:
+            raise CertNotYetValid(f"signing certificate valid from {not_before.isoformat()}")
+        if ALEXA_SAN not in _san_dns_names(leaf):
+            raise SanMismatch(f"signing certificate SAN does not name {ALEXA_SAN}")
+        verifier = (
+            PolicyBuilder().store(self._store).time(now).build_server_verifier(DNSName(ALEXA_SAN))
+        )
+        try:
+            verifier.verify(leaf, intermediates)
+        except VerificationError as exc:
+            raise ChainInvalid(f"certificate chain does not validate: {exc}") from None
+        key = leaf.public_key()
+        if not isinstance(key, RSAPublicKey):
+            raise ChainInvalid("signing certificate key is not RSA")
+        return _LeafKey(key, not_before, not_after)
+
+    def prefetch(self, urls: Iterable[str]) -> list[tuple[str, VerificationFailed | None]]:
+        """Fetch, validate and cache each URL now (at start); report each URL's failure."""
+        results: list[tuple[str, VerificationFailed | None]] = []
+        for url in urls:
+            try:
+                self.leaf_key(url)
+            except VerificationFailed as exc:
+                results.append((url, exc))
+            else:
+                results.append((url, None))
+        return results
+
+
+def _san_dns_names(certificate: x509.Certificate) -> set[str]:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return set()
+    except ValueError:  # a malformed extension
+        raise ChainInvalid("signing certificate extensions do not parse") from None
+    # DNS names compare case-insensitively, but only literally: "*.amazon.com" is not ours.
+    return {name.lower() for name in san.value.get_values_for_type(x509.DNSName)}
+
+
+def _header(headers: Any, name: str) -> str | None:
+    """A header by name, case-insensitively, from werkzeug Headers or a plain dict."""
+    value = headers.get(name)  # werkzeug's Headers.get is already case-insensitive
+    if value is None and isinstance(headers, dict):
+        lowered = name.lower()
+        for key, candidate in headers.items():
+            if isinstance(key, str) and key.lower() == lowered:
+                value = candidate
+                break
+    if value is None:
+        return None
+    return value.strip() if isinstance(value, str) else None
