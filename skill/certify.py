@@ -191,11 +191,11 @@ class Certifier:
     def _positives(self, trusts: bool, probe: Answer) -> list[Result]:
         named = [
             ("valid LaunchRequest", None, False),
-            ("valid IntentRequest (AMAZON.HelpIntent)", "intent", False),
+            ("valid IntentRequest (Help)", "intent", False),
             ("valid SessionEndedRequest", "ended", True),
         ]
         if not trusts:
-            why = f"needs an endpoint that trusts the development CA (probe got {probe.status})"
+            why = f"signed launch got {probe.status}"
             return [Result(name, "200", NOT_RUN, None, why) for name, _, _ in named]
         results = []
         for name, kind, ends in named:
@@ -286,7 +286,11 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     from rich.table import Table
 
     styles = {PASS: "green", FAIL: "bold red", NOT_ISOLATED: "yellow", NOT_RUN: "dim"}
-    table = Table("check", "expected", "got", "result", "detail", title=f"certify {url}")
+    table = Table(title=f"certify {url}")
+    table.add_column("check", no_wrap=True)
+    for column in ("want", "got", "result"):
+        table.add_column(column)
+    table.add_column("detail", min_width=14)
     for result in results:
         style = styles[result.verdict]
         table.add_row(
@@ -303,8 +307,10 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     console.print(", ".join(f"{n} {v}" for v, n in counts.items() if n))
     if not trusts:
         console.print(
-            "[yellow]the endpoint does not trust the development CA: checks that need a valid "
-            "signature to isolate their fault are not proven[/]"
+            "[yellow]the endpoint does not trust the development CA (a signed LaunchRequest was "
+            "refused): a 400 to a check that needs a valid signature to isolate its fault proves "
+            "nothing, and valid requests cannot be sent. To run every check, point the endpoint's "
+            "[verification] trusted_roots and local_chains at the development CA.[/]"
         )
     return 1 if failed else 0
 
