@@ -214,7 +214,12 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
 
     from skill import conversation
     from skill.settings import DEVELOPMENT_SKILL_ID
-    from skill.simulator import ModelNotFound, load_interaction_model, parse_slot_flags
+    from skill.simulator import (
+        ModelNotFound,
+        load_interaction_model,
+        parse_slot_flags,
+        undeclared_slots,
+    )
 
     if args.command == "simulate":
         chosen = sum(bool(x) for x in (args.utterance, args.intent, args.launch, args.end))
@@ -234,6 +239,15 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
         )
     except (ModelNotFound, ValueError, OSError) as exc:
         print(f"funker-dispatch {args.command}: {exc}", file=sys.stderr)
+        return 2
+    unknown = undeclared_slots(model, args.intent, slots) if args.command == "simulate" else []
+    if unknown:
+        declared = ", ".join(model.intents[args.intent].slots) or "none"
+        print(
+            f"funker-dispatch simulate: {args.intent} has no slot {', '.join(unknown)} "
+            f"(declared: {declared})",
+            file=sys.stderr,
+        )
         return 2
     # The model answers in the requested locale; a missing one falls back by language.
     model = replace(model, locale=args.locale)

@@ -459,6 +459,14 @@ def encode(data: Mapping[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def undeclared_slots(model: InteractionModel, intent: str, values: Mapping[str, str]) -> list[str]:
+    """Slots given for a modelled intent that it does not declare (Alexa never sends them)."""
+    declared = model.intents[intent].slots if intent in model.intents else None
+    if declared is None:
+        return []
+    return [name for name in values if name not in declared]
+
+
 def parse_slot_flags(flags: Iterable[str]) -> dict[str, str]:
     """`--slot name=Ada` flags as a slot map; ValueError names the bad flag."""
     slots = {}

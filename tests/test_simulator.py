@@ -23,6 +23,7 @@ from skill.simulator import (
     parse_slot_flags,
     session_ended_request,
     strip_invocation,
+    undeclared_slots,
 )
 
 SKILL = DEVELOPMENT_SKILL_ID
@@ -229,3 +230,15 @@ def test_a_stamp_can_be_set_in_the_past():
 def test_every_request_gets_a_fresh_request_id():
     ids = {launch_request("en-US")["requestId"] for _ in range(5)}
     assert len(ids) == 5
+
+
+def test_slots_an_intent_does_not_declare_are_named(model):
+    assert undeclared_slots(model, "HelloIntent", {"name": "Ada", "nmae": "x"}) == ["nmae"]
+    assert undeclared_slots(model, "UnmodelledIntent", {"x": "y"}) == []
+
+
+def test_simulate_refuses_a_slot_the_intent_does_not_declare(capsys):
+    from skill.cli import main
+
+    assert main(["simulate", "--intent", "HelloIntent", "--slot", "nmae=x"]) == 2
+    assert "HelloIntent has no slot nmae (declared: name)" in capsys.readouterr().err
