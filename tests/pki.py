@@ -1,0 +1,189 @@
+"""Test certificate authorities: root → intermediate → leaf chains, good and deliberately bad.
+
+Certificates follow the web-PKI profile cryptography's verifier enforces
+(SKI/AKI, critical basicConstraints, key usages, serverAuth on leaves), so a
+test fails for the one defect it builds in and nothing else. RSA keys are
+slow to generate, so a few are made once per process and shared; tests that
+need distinct keys ask for another `key_index`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import ipaddress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ALEXA_SAN = "echo-api.amazon.com"
+CHAIN_URL = "https://s3.amazonaws.com/echo.api/test-chain.pem"
+#: A fixed "now" for tests that build chains and verify with an injected clock.
+NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@functools.cache
+def rsa_key(key_index: int = 0) -> rsa.RSAPrivateKey:
+    """A 2048-bit RSA key shared by every test asking for this index."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A certificate with its private key, able to issue more when it is a CA."""
+
+    cert: x509.Certificate
+    key: PrivateKey
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "funker-dispatch tests"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _key_usage(**enabled: bool) -> x509.KeyUsage:
+    names = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
+    return x509.KeyUsage(**{name: enabled.get(name, False) for name in names})
+
+
+def issue(
+    issuer: Issued | None,
+    common_name: str,
+    *,
+    ca: bool,
+    key: PrivateKey | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
+    path_length: int | None = None,
+) -> Issued:
+    """One certificate; `issuer=None` makes it self-signed (a root)."""
+    key = key or ec_key()
+    not_before = not_before or NOW - timedelta(days=30)
+    not_after = not_after or NOW + timedelta(days=365)
+    subject = _name(common_name)
+    signer_key = issuer.key if issuer else key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.cert.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
+            critical=False,
+        )
+    )
+    if ca:
+        builder = builder.add_extension(_key_usage(key_cert_sign=True, crl_sign=True), True)
+    else:
+        builder = builder.add_extension(
+            _key_usage(digital_signature=True, key_encipherment=True), True
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return Issued(builder.sign(signer_key, hashes.SHA256()), key)
+
+
+def root(common_name: str = "Test Root", **options: object) -> Issued:
+    return issue(None, common_name, ca=True, **options)  # type: ignore[arg-type]
+
+
+def intermediate(issuer: Issued, common_name: str = "Test Intermediate", **options: object):
+    return issue(issuer, common_name, ca=True, path_length=0, **options)  # type: ignore[arg-type]
+
+
+def alexa_leaf(
+    issuer: Issued, *, dns_names: tuple[str, ...] = (ALEXA_SAN,), key_index: int = 0, **options
+) -> Issued:
+    """An echo-api.amazon.com signing certificate (RSA, as Alexa's signatures are)."""
+    key = rsa_key(key_index)
+    return issue(issuer, ALEXA_SAN, ca=False, key=key, dns_names=dns_names, **options)
+
+
+def chain_pem(*issued: Issued) -> bytes:
+    """A PEM chain, leaf first, as Amazon serves it."""
+    return b"".join(item.pem for item in issued)
+
+
+@dataclass(frozen=True)
+class AlexaChain:
+    """root → intermediate → leaf, plus a signer that makes Alexa-style headers."""
+
+    root: Issued
+    intermediate: Issued
+    leaf: Issued
+    url: str = CHAIN_URL
+
+    @property
+    def pem(self) -> bytes:
+        return chain_pem(self.leaf, self.intermediate)
+
+    def sign(self, body: bytes, *, sha1: bool = False) -> dict[str, str]:
+        return sign(self.leaf, body, url=self.url, sha1=sha1)
+
+
+def alexa_chain(*, url: str = CHAIN_URL, **leaf_options: object) -> AlexaChain:
+    """A fresh trusted-looking chain; `leaf_options` go to `alexa_leaf`."""
+    top = root()
+    middle = intermediate(top)
+    return AlexaChain(top, middle, alexa_leaf(middle, **leaf_options), url)  # type: ignore[arg-type]
+
+
+def sign(leaf: Issued, body: bytes, *, url: str = CHAIN_URL, sha1: bool = False) -> dict[str, str]:
+    """Headers for `body` signed by `leaf`: `Signature-256`, or only legacy `Signature` if sha1."""
+    assert isinstance(leaf.key, rsa.RSAPrivateKey)
+    algorithm = hashes.SHA1() if sha1 else hashes.SHA256()
+    signature = base64.b64encode(leaf.key.sign(body, padding.PKCS1v15(), algorithm)).decode()
+    header = "Signature" if sha1 else "Signature-256"
+    return {header: signature, "SignatureCertChainUrl": url}
+
+
+def server_certificate(issuer: Issued, host: str = "127.0.0.1") -> Issued:
+    """A TLS server certificate for a local test server (IP SAN plus localhost)."""
+    return issue(
+        issuer, host, ca=False, dns_names=("localhost",), ip_addresses=(host,), key=ec_key()
+    )
