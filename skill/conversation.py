@@ -279,7 +279,7 @@ class Transcript:
             console.print(f"[bold green]alexa[/] {escape(turn.speech)}")
         card = turn.card
         if card is not None:
-            console.print(_card_panel(card))
+            console.print(_card_panel(card), soft_wrap=False)  # wrap card text inside its box
         if turn.reprompt and not turn.ends_session:
             console.print(f"      [dim]reprompt: {escape(turn.reprompt)}[/]")
         if turn.ends_session:
