@@ -182,8 +182,19 @@ def sign(leaf: Issued, body: bytes, *, url: str = CHAIN_URL, sha1: bool = False)
     return {header: signature, "SignatureCertChainUrl": url}
 
 
+def valid_today() -> dict[str, datetime]:
+    """Validity around the real clock, for certificates OpenSSL itself checks (TLS servers)."""
+    today = datetime.now(UTC)
+    return {"not_before": today - timedelta(days=1), "not_after": today + timedelta(days=30)}
+
+
+def tls_root(common_name: str = "Local TLS Root") -> Issued:
+    """A root for local TLS test servers, valid by the real clock."""
+    return root(common_name, **valid_today())
+
+
 def server_certificate(issuer: Issued, host: str = "127.0.0.1") -> Issued:
-    """A TLS server certificate for a local test server (IP SAN plus localhost)."""
+    """A TLS server certificate for a local test server (IP SAN plus localhost), valid today."""
     return issue(
-        issuer, host, ca=False, dns_names=("localhost",), ip_addresses=(host,), key=ec_key()
+        issuer, host, ca=False, dns_names=("localhost",), ip_addresses=(host,), **valid_today()
     )

@@ -62,6 +62,7 @@ def fetch_chain(
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
+    response: http.client.HTTPResponse | None = None
     try:
         connection.request("GET", target, headers={"Accept": "*/*"})
         _remaining(deadline, connection)
@@ -89,6 +90,10 @@ def fetch_chain(
         reason = f"{type(exc).__name__}: {exc}"
         raise CertFetchFailed(f"certificate chain fetch failed: {reason}") from None
     finally:
+        # The response owns the socket once the connection hands it over
+        # (HTTP/1.0 or "Connection: close"), so both must be closed.
+        if response is not None:
+            response.close()
         connection.close()
 
 
