@@ -94,10 +94,13 @@ def trusted_config(dev_ca: DevCA, tmp: Path) -> str:
     )
 
 
-@pytest.fixture
-def start_server(tmp_path: Path, dev_ca: DevCA) -> Iterator[Callable[..., Server]]:
+@pytest.fixture(scope="module")
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory, dev_ca: DevCA
+) -> Iterator[Callable[..., Server]]:
     """Start `funker-dispatch serve` with routes appended to a dev-CA-trusting config."""
     servers: list[Server] = []
+    tmp_path = tmp_path_factory.mktemp("server")
 
     def start(
         routes: str = "",
