@@ -350,15 +350,9 @@ def _check(settings: Settings) -> None:
         if value is not None and not Path(value).is_file():
             raise ConfigError(settings.source, f"server.{key}", f"no such file: {value}")
     for index, root in enumerate(settings.verification.trusted_roots):
-        if not Path(root).is_file():
-            raise ConfigError(
-                settings.source, f"verification.trusted_roots[{index}]", f"no such file: {root}"
-            )
+        _check_pem(settings.source, f"verification.trusted_roots[{index}]", root)
     for url, chain in settings.verification.local_chains.items():
-        if not Path(chain).is_file():
-            raise ConfigError(
-                settings.source, f'verification.local_chains."{url}"', f"no such file: {chain}"
-            )
+        _check_pem(settings.source, f'verification.local_chains."{url}"', chain)
     if settings.embedded and not _is_loopback(server.host):
         raise ConfigError(
             settings.source,
@@ -366,6 +360,20 @@ def _check(settings: Settings) -> None:
             f"the embedded default serves on loopback only, not {server.host!r}; "
             "pass --config to serve elsewhere",
         )
+
+
+def _check_pem(source: str, key: str, path: str) -> None:
+    """A PEM file of certificates that exists and parses, or a ConfigError."""
+    from cryptography import x509
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(source, key, f"cannot read {path}: {exc.strerror}") from None
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ConfigError(source, key, f"{path} holds no PEM certificate") from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -106,7 +106,7 @@ def test_config_file_comes_from_environment_when_no_flag(tmp_path):
         (
             "[verification]\ntrusted_roots = ['/nonexistent.pem']\n",
             "verification.trusted_roots[0]",
-            "no such file",
+            "cannot read",
         ),
         ("[server]\ncertfile = '/nonexistent.pem'\n", "server.certfile", "go together"),
         ("[mystery]\n", "mystery", "unknown section"),

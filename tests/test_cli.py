@@ -1,0 +1,86 @@
+"""The command line: --version, check and intents, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from skill.cli import package_version
+
+
+def run(*args: str, config_env: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
+    if config_env is not None:
+        env["FUNKER_DISPATCH_CONFIG"] = config_env
+    return subprocess.run(
+        [sys.executable, "-m", "skill.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_version_prints_the_package_version():
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"funker-dispatch {package_version()}"
+
+
+def test_check_accepts_a_good_config_and_prints_the_routes(tmp_path: Path):
+    config = tmp_path / "dispatch.toml"
+    config.write_text('[intents.SpaceCountIntent]\nhost = "spacecount"\n')
+    result = run("check", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+    assert "SpaceCountIntent" in result.stdout and "spacecount" in result.stdout
+
+
+def test_check_names_file_key_and_reason_for_a_bad_config(tmp_path: Path):
+    config = tmp_path / "dispatch.toml"
+    config.write_text("[dispatch]\ndeadline = 'soon'\n")
+    result = run("check", "--config", str(config))
+    assert result.returncode != 0
+    assert str(config) in result.stderr
+    assert "dispatch.deadline" in result.stderr
+    assert "number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_reads_the_config_from_the_environment(tmp_path: Path):
+    config = tmp_path / "dispatch.toml"
+    config.write_text("[server]\nworkers = 0\n")
+    result = run("check", config_env=str(config))
+    assert result.returncode != 0
+    assert "server.workers" in result.stderr
+
+
+def test_check_refuses_an_unreadable_trusted_root(tmp_path: Path):
+    root = tmp_path / "root.pem"
+    root.write_text("not a certificate")
+    config = tmp_path / "dispatch.toml"
+    config.write_text(f'[verification]\ntrusted_roots = ["{root}"]\n')
+    result = run("check", "--config", str(config))
+    assert result.returncode != 0
+    assert "verification.trusted_roots" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_intents_json_lists_configured_and_naming_routes(tmp_path: Path):
+    config = tmp_path / "dispatch.toml"
+    config.write_text('[intents.SpaceCountIntent]\nhost = "spacecount"\n')
+    result = run("intents", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["intents"]}
+    assert rows["SpaceCountIntent"]["source"] == "config"
+    # The shipped model's other custom intents are reachable by the naming convention.
+    assert rows["HelloIntent"] == {
+        "name": "HelloIntent",
+        "host": "HelloIntent",
+        "port": 9999,
+        "source": "naming",
+    }
