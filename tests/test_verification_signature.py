@@ -211,16 +211,17 @@ def test_signature_made_by_another_key_is_refused_as_signature(chain):
     assert refusal(verifier, pki.sign(other, BODY)) == "signature"
 
 
-@pytest.mark.parametrize("garbage", ["not base64!!", "", "   ", "QUJD=extra", "\u00e9t\u00e9"])
-def test_garbage_signature_header_is_a_clean_refusal(chain, garbage):
+@pytest.mark.parametrize("garbage", ["not base64!!", "QUJD=extra", "\u00e9t\u00e9", "QUJD"])
+def test_garbage_signature_is_a_clean_signature_refusal(chain, garbage):
     verifier, _ = verifier_for(chain)
     headers = {**chain.sign(BODY), "Signature-256": garbage}
-    assert refusal(verifier, headers) in {"signature", "headers"}
+    assert refusal(verifier, headers) == "signature"
 
 
-def test_undecodable_base64_is_refused_as_signature(chain):
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_blank_signature_header_counts_as_missing(chain, blank):
     verifier, _ = verifier_for(chain)
-    assert refusal(verifier, {**chain.sign(BODY), "Signature-256": "not base64!!"}) == "signature"
+    assert refusal(verifier, {**chain.sign(BODY), "Signature-256": blank}) == "headers"
 
 
 def test_sha1_only_request_is_refused_without_allow_sha1(chain):
@@ -322,6 +323,19 @@ def test_expired_entry_is_replaced_by_a_renewed_chain_at_the_same_url():
     fetch.chains[first.url] = pki.chain_pem(renewed_leaf, first.intermediate)
     clock.now = pki.NOW + timedelta(hours=2)
     verifier.verify(pki.sign(renewed_leaf, BODY), BODY.decode(), None)
+    assert len(fetch.calls) == 2
+
+
+def test_cached_key_expires_with_an_intermediate_that_expires_before_the_leaf():
+    top = pki.root()
+    middle = pki.intermediate(top, not_after=pki.NOW + timedelta(hours=1))
+    leaf = pki.alexa_leaf(middle)  # valid for a year
+    chain = pki.AlexaChain(top, middle, leaf)
+    clock = Clock()
+    verifier, fetch = verifier_for(chain, now=clock)
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+    clock.now = pki.NOW + timedelta(hours=2)
+    assert refusal(verifier, chain.sign(BODY)) == "chain"
     assert len(fetch.calls) == 2
 
 

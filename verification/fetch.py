@@ -48,14 +48,18 @@ def fetch_chain(
     max_bytes: int = MAX_CHAIN_BYTES,
 ) -> bytes:
     """GET `url` over HTTPS and return the body; any deviation raises CertFetchFailed."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError:
+        raise CertUrlInvalid("certificate URL does not parse") from None
     if parts.scheme != "https" or not parts.hostname:
         # Refused before any connection: a chain fetched in clear text proves nothing.
         raise CertUrlInvalid("certificate chains are fetched over https only")
     deadline = time.monotonic() + timeout
     connection = http.client.HTTPSConnection(
         parts.hostname,
-        parts.port or 443,
+        port,
         timeout=timeout,
         context=context or _default_context(),
     )

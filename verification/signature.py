@@ -207,6 +207,8 @@ class SignatureVerifier(AbstractVerifier):
             certificates = x509.load_pem_x509_certificates(pem)
         except Exception:  # ValueError, or a deprecation warning turned error by -W
             raise ChainInvalid("certificate chain is not a PEM chain") from None
+        if not certificates:
+            raise ChainInvalid("certificate chain is empty")
         leaf, intermediates = certificates[0], certificates[1:]
         # Explicit checks first so each failure has its own reason code; the
         # policy verifier below would fold them all into one error.
@@ -221,13 +223,19 @@ class SignatureVerifier(AbstractVerifier):
             PolicyBuilder().store(self._store).time(now).build_server_verifier(DNSName(ALEXA_SAN))
         )
         try:
-            verifier.verify(leaf, intermediates)
+            path = verifier.verify(leaf, intermediates)
         except VerificationError as exc:
             raise ChainInvalid(f"certificate chain does not validate: {exc}") from None
         key = leaf.public_key()
         if not isinstance(key, RSAPublicKey):
             raise ChainInvalid("signing certificate key is not RSA")
-        return _LeafKey(key, not_before, not_after)
+        # The key is trustworthy only while the whole validated path is: an
+        # intermediate expiring before the leaf ends the cache entry too.
+        return _LeafKey(
+            key,
+            max(certificate.not_valid_before_utc for certificate in path),
+            min(certificate.not_valid_after_utc for certificate in path),
+        )
 
     def prefetch(self, urls: Iterable[str]) -> list[tuple[str, VerificationFailed | None]]:
         """Fetch, validate and cache each URL now (at start); report each URL's failure."""
