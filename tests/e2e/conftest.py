@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -108,6 +109,8 @@ def start_server(
         base: str | None = None,
         env: dict[str, str] | None = None,
         workers: int = 1,
+        scheme: str = "http",
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Server:
         config = tmp_path / f"dispatch-{len(servers)}.toml"
         config.write_text((trusted_config(dev_ca, tmp_path) if base is None else base) + routes)
@@ -134,14 +137,16 @@ def start_server(
             stderr=subprocess.STDOUT,
             env=environment,
         )
-        server = Server(f"http://127.0.0.1:{port}", log_path, process)
+        server = Server(f"{scheme}://127.0.0.1:{port}", log_path, process)
         servers.append(server)
 
         def healthy() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"server exited:\n{server.log()}")
             try:
-                with urllib.request.urlopen(server.url + "/healthz", timeout=1) as response:
+                with urllib.request.urlopen(
+                    server.url + "/healthz", timeout=1, context=ssl_context
+                ) as response:
                     return response.status == 200
             except OSError:
                 return False
