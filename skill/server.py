@@ -44,8 +44,8 @@ class DispatchServer(BaseApplication):  # type: ignore[misc]
             "accesslog": "-" if server.access_log else None,
             "errorlog": "-",
             "loglevel": "info",
-            "forwarded_allow_ips": ",".join(server.forwarded_allow_ips) or "127.0.0.1",
-            "proxy_allow_ips": ",".join(server.forwarded_allow_ips) or "127.0.0.1",
+            # X-Forwarded-* is trusted only from proxies the operator names.
+            "forwarded_allow_ips": ",".join(server.forwarded_allow_ips),
             "child_exit": lambda arbiter, worker: mark_worker_dead(worker.pid),
         }
         if self.on_exit is not None:

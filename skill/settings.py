@@ -145,6 +145,16 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    networks = _str_list(value)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an IP address or network") from None
+    return networks
+
+
 def _choice(*choices: str) -> Parser:
     def parse(value: Any) -> str:
         if value not in choices:
@@ -176,7 +186,7 @@ SERVER_KEYS: dict[str, Parser] = {
     "path": _path,
     "certfile": _str,
     "keyfile": _str,
-    "forwarded_allow_ips": _str_list,
+    "forwarded_allow_ips": _networks,
     "graceful_timeout": _positive_float,
     "access_log": _bool,
 }

@@ -110,6 +110,7 @@ def test_config_file_comes_from_environment_when_no_flag(tmp_path):
         ),
         ("[server]\ncertfile = '/nonexistent.pem'\n", "server.certfile", "go together"),
         ("[mystery]\n", "mystery", "unknown section"),
+        ("[server]\nforwarded_allow_ips = ['proxy']\n", "server.forwarded_allow_ips", "network"),
         ("[server\n", "-", "not valid TOML"),
     ],
 )
