@@ -247,6 +247,10 @@ def _slot(route: Route, deadline: float) -> Iterator[None]:
 # ---------------------------------------------------------------------------- server
 
 
+#: Seconds `serve()` waits for in-flight requests after a stop signal.
+SHUTDOWN_GRACE = 10.0
+
+
 class FunctionServer(socketserver.ThreadingTCPServer):
     """A funker function: one JSON request per connection, each in its own thread."""
 
@@ -256,9 +260,26 @@ class FunctionServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, handler: Handler, host: str, port: int) -> None:
         self.handler = handler
+        self._active = 0
+        self._idle = threading.Condition()
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Connection)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._active += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until no request is being handled (True), or `timeout` passes (False)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
 
     def serve_forever(self, poll_interval: float = 0.1) -> None:
         # shutdown() (and so SIGTERM) waits up to one poll interval: keep it short.
@@ -313,9 +334,16 @@ def make_server(
 
 
 def serve(handler: Handler, host: str = "0.0.0.0", port: int = DEFAULT_FUNCTION_PORT) -> None:
-    """Serve `handler(payload) -> answer` until SIGTERM/SIGINT; prints nothing but errors."""
+    """Serve `handler(payload) -> answer` until SIGTERM/SIGINT; prints nothing but errors.
+
+    On a stop signal it accepts nothing more and lets requests already being
+    handled finish (up to `SHUTDOWN_GRACE` seconds), so a swarm update does
+    not cut replies off halfway.
+    """
     with make_server(handler, host, port) as server, _stop_on_signals(server):
         server.serve_forever()
+        server.server_close()  # refuse new connections while the last ones finish
+        server.drain(SHUTDOWN_GRACE)
 
 
 @contextlib.contextmanager

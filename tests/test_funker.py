@@ -39,6 +39,7 @@ from dispatch.funker import (
     make_server,
 )
 from dispatch.registry import Route
+from tests.e2e.conftest import wait_until
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 # Generous slack for "the deadline was honoured": a property, not a speed claim.
@@ -573,6 +574,43 @@ def test_serve_process_exits_cleanly_on_signal(processes, signum):
 
     assert child.returncode == 0
     assert (out, err) == ("", "")  # serve() prints nothing but errors
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_sigterm_lets_a_request_in_flight_finish(tmp_path):
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, str(FUNCTIONS / "held_function.py"), str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        answers: list[Any] = []
+        caller = threading.Thread(
+            target=lambda: answers.append(call(route(port), "in flight", timeout=20))
+        )
+        caller.start()
+        assert child.stdout.readline().strip() == "started"  # the handler is running
+        child.send_signal(signal.SIGTERM)
+        # Release the answer only once the function refuses new connections: it
+        # is shutting down, and only the drain keeps the reply alive.
+        wait_until(lambda: not accepts(port), 10, "the listener to close")
+        child.stdin.write("release\n")
+        child.stdin.flush()
+        caller.join(20)
+        assert answers == [{"echo": "in flight"}]
+        assert child.wait(timeout=20) == 0
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ---------------------------------------------------------------------------- compatibility
