@@ -27,6 +27,13 @@ class Shot:
     sign: bool = True
     headers: list[tuple[str, str]] = field(default_factory=list)  # beyond the signature
 
+    def __repr__(self) -> str:  # a 300 KB body must not flood a failure report
+        body = self.body if len(self.body) <= 2000 else self.body[:1000] + b"..." + self.body[-200:]
+        return (
+            f"Shot(body={body!r} ({len(self.body)} bytes), method={self.method!r}, "
+            f"content_type={self.content_type!r}, sign={self.sign}, headers={self.headers!r})"
+        )
+
 
 # --- valid envelopes: the starting point every mutation works from -------------
 
