@@ -98,10 +98,9 @@ def call(
     raises TypeError or ValueError before anything is sent.
     """
     deadline = time.monotonic() + timeout
-    # allow_nan=False: NaN is not JSON, and other implementations would reject it.
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    body = _encode(payload)
     with _slot(route, deadline):
-        return _call(route, body.encode("utf-8"), deadline, max_response_bytes)
+        return _call(route, body, deadline, max_response_bytes)
 
 
 def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
@@ -323,7 +322,14 @@ class _Connection(socketserver.BaseRequestHandler):
 
 
 def _encode(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact UTF-8 JSON; NaN refused, as other implementations would reject it."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (legal in a JSON "\\ud800" escape, not in UTF-8): keep
+        # it as the same escape, so the function receives what Alexa sent.
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 def make_server(

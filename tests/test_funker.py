@@ -201,6 +201,12 @@ def processes() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 # ---------------------------------------------------------------------------- client
 
 
+def test_lone_surrogate_from_alexa_reaches_the_function_as_the_same_escape(function_server):
+    _, port = function_server(lambda payload: payload)
+    # JSON may carry "\ud800"; UTF-8 cannot: it travels as the escape it came as.
+    assert call(route(port), {"text": "\ud800 ok"}, timeout=5) == {"text": "\ud800 ok"}
+
+
 @pytest.mark.parametrize(
     "payload",
     [
