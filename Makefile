@@ -21,6 +21,13 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+# The long fuzz run; `make test` runs a bounded one (150 examples per property).
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/fuzz
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 

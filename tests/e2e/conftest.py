@@ -76,6 +76,7 @@ class Server:
     url: str
     log_path: Path
     process: subprocess.Popen[bytes]
+    log_file: Any = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -118,6 +119,7 @@ def start_server(
         log_path = tmp_path / f"server-{len(servers)}.log"
         environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(tmp_path / "home"), **(env or {})}
         environment.pop("FUNKER_DISPATCH_CONFIG", None)
+        log_file = log_path.open("wb")
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -133,11 +135,11 @@ def start_server(
                 "--workers",
                 str(workers),
             ],
-            stdout=log_path.open("wb"),
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             env=environment,
         )
-        server = Server(f"{scheme}://127.0.0.1:{port}", log_path, process)
+        server = Server(f"{scheme}://127.0.0.1:{port}", log_path, process, log_file)
         servers.append(server)
 
         def healthy() -> bool:
@@ -161,6 +163,7 @@ def start_server(
             server.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.process.kill()
+        server.log_file.close()
 
 
 def envelope(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -119,15 +118,7 @@ def test_valid_signed_envelopes_are_answered(send_in_process, app_errors):
 
 # --- found by this suite ------------------------------------------------------
 
-LONE_SURROGATE_BUG = (
-    "a lone surrogate escaped in any string of a routed request (e.g. "
-    '"version": "\\ud800") makes dispatch.funker.call raise UnicodeEncodeError '
-    "(body.encode('utf-8') of ensure_ascii=False JSON): the handler crashes with a "
-    "traceback in the log (reason handler-error) and the function is never called"
-)
 
-
-@pytest.mark.xfail(strict=True, reason=LONE_SURROGATE_BUG)
 def test_lone_surrogate_in_a_routed_request_reaches_the_function(send_in_process, app_errors):
     body = s.BASES["launch"]()
     body["version"] = "\ud800"
@@ -136,7 +127,6 @@ def test_lone_surrogate_in_a_routed_request_reaches_the_function(send_in_process
     assert json.loads(answer)["response"]["outputSpeech"]["ssml"] == "<speak>echo</speak>"
 
 
-@pytest.mark.xfail(strict=True, reason=LONE_SURROGATE_BUG)
 @FUZZ
 @given(shot=signed_post(s.unicode_anywhere(surrogates=True)))
 def test_unicode_edge_cases_with_lone_surrogates(send_in_process, app_errors, shot):
