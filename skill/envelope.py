@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from contextvars import ContextVar
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from verification import sdkcompat
@@ -121,6 +122,17 @@ class EnvelopeSerializer(DefaultSerializer):
             raise
         except Exception as exc:  # the model code raises assorted errors on bad types
             raise SerializationException(f"{type(exc).__name__}: {exc}") from exc
+
+    def _DefaultSerializer__deserialize_model(self, payload: Any, obj_type: Any) -> Any:
+        # Alexa adds enum values over time (session-ended reasons, error types...).
+        # An unknown *string* becomes None in the model instead of refusing the
+        # request; functions still receive it in the raw envelope.
+        if isinstance(obj_type, type) and issubclass(obj_type, Enum) and isinstance(payload, str):
+            try:
+                return obj_type(payload)
+            except ValueError:
+                return None
+        return super()._DefaultSerializer__deserialize_model(payload, obj_type)  # type: ignore[misc]
 
     def _envelope(self, data: dict[str, Any]) -> RequestEnvelope:
         request = data.get("request")

@@ -220,6 +220,17 @@ def test_session_ended_gets_an_empty_response(signed, server):
     assert ask(signed, server, body)["response"] == {}
 
 
+def test_enum_values_alexa_adds_later_are_acknowledged_not_refused(signed, server):
+    body = envelope(
+        {
+            "type": "SessionEndedRequest",
+            "reason": "SOME_NEW_REASON",
+            "error": {"type": "SOME_NEW_ERROR", "message": "x"},
+        }
+    )
+    assert ask(signed, server, body)["response"] == {}
+
+
 @pytest.mark.parametrize(
     "request_type",
     [
