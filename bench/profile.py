@@ -1,0 +1,211 @@
+"""Where (b)'s per-request time goes: one process, the real app, a real function on loopback.
+
+Builds the apps exactly as the servers do - funker-dispatch from a config
+file through `load_settings` + `create_app`, with the request log and the
+multiprocess metrics set up as `funker-dispatch serve` sets them up - and
+calls their WSGI entry point directly (no HTTP server, no test-client
+overhead) with the signed SpaceCountIntent request, the function answering
+from its own process as in production.
+
+It prints:
+  1. wall time per request in-process for a, a' and b (no profiler), so
+     b - a' is what the dispatcher adds on top of a hand-written call;
+  2. cProfile's top entries by cumulative time for b;
+  3. pyinstrument's call tree and flat self-time list for b (if installed).
+
+Run: .venv/bin/python bench/profile.py [--requests 2000] [--top 30]
+"""
+
+from __future__ import annotations
+
+import sys
+
+# This file's folder comes first on sys.path, and this file is named like the
+# stdlib's `profile`, which cProfile imports: load the stdlib's before ours can
+# stand in for it.
+_bench = sys.path.pop(0)
+import cProfile  # noqa: E402
+import pstats  # noqa: E402
+
+sys.path.insert(0, _bench)
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from fixtures import ROOT, dispatch_config, signed_request, spacecount_function  # noqa: E402
+
+from verification.devca import DevCA  # noqa: E402
+
+WSGIApp = Callable[[dict[str, Any], Any], Any]
+
+
+def production_like_process(tmp: Path) -> Path:
+    """Multiprocess metrics and the JSON request log, as `serve()` sets them up."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
+    from skill.observability import prepare_multiprocess
+    from skill.server import configure_logging
+
+    prepare_multiprocess()
+    configure_logging()
+    log_path = tmp / "requests.log"
+    stream = log_path.open("a", encoding="utf-8")  # a file, as a log shipper would read
+    for logger in (logging.getLogger(), logging.getLogger("funker_dispatch.requests")):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(stream)
+    return log_path
+
+
+def request_caller(app: WSGIApp, body: bytes, headers: dict[str, str]) -> Callable[[], bytes]:
+    """One POST / through the app's WSGI entry point, with a fresh environ each time."""
+    from werkzeug.test import EnvironBuilder
+
+    template = EnvironBuilder(
+        path="/", method="POST", data=body, headers=headers, base_url="http://127.0.0.1:3000"
+    ).get_environ()
+    statuses: list[str] = []
+
+    def start_response(status: str, response_headers: Any, exc_info: Any = None) -> None:
+        statuses.append(status)
+
+    def call() -> bytes:
+        environ = dict(template)
+        environ["wsgi.input"] = io.BytesIO(body)
+        statuses.clear()
+        chunks = app(environ, start_response)
+        try:
+            answer = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        if not statuses or not statuses[0].startswith("200"):
+            raise SystemExit(f"expected 200, got {statuses}: {answer[:300]!r}")
+        return answer
+
+    return call
+
+
+def per_request_ms(call: Callable[[], Any], requests: int) -> tuple[float, float]:
+    """(median, p90) wall ms per request."""
+    for _ in range(50):
+        call()
+    samples = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - began)
+    samples.sort()
+    return statistics.median(samples) * 1000, samples[int(len(samples) * 0.9)] * 1000
+
+
+# Our packages, for the second cProfile listing.
+OURS = r"/(skill|dispatch|verification)/[a-z_]+\.py"
+
+
+def cprofile_top(call: Callable[[], Any], requests: int, top: int) -> str:
+    """Top entries by cumulative time: everything, then funker-dispatch's own functions.
+
+    cProfile's overhead per call inflates call-heavy code (the SDK's model
+    deserializer most); read the order, and take sizes from the timings above.
+    """
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(requests):
+        call()
+    profile.disable()
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).strip_dirs().sort_stats("cumulative").print_stats(top)
+    out.write("\n--- funker-dispatch's own functions, by cumulative time ---\n")
+    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(OURS, top)
+    return out.getvalue().replace(str(ROOT) + "/", "")
+
+
+def pyinstrument_report(call: Callable[[], Any], requests: int) -> str | None:
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return None
+    profiler = Profiler(interval=0.0002)
+    profiler.start()
+    for _ in range(requests):
+        call()
+    profiler.stop()
+    # show_all: the SDK's and Flask's frames are where much of the time goes.
+    tree = profiler.output_text(unicode=True, time="percent_of_total", show_all=True)
+    # Only subtrees worth 1% or more: the full tree runs to thousands of lines.
+    tree = "\n".join(line for line in tree.splitlines() if _worth_showing(line))
+    flat = profiler.output_text(unicode=True, flat=True, time="percent_of_total")
+    return tree + "\n--- flat, by self time ---\n" + "\n".join(flat.splitlines()[:45])
+
+
+def _worth_showing(line: str) -> bool:
+    """A pyinstrument tree line of 1% or more (or one with no percentage: the header)."""
+    match = re.search(r"(\d+\.\d)% ", line)
+    return match is None or float(match.group(1)) >= 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
+    parser.add_argument("--top", type=int, default=30, help="cProfile entries to print")
+    parser.add_argument("--skip-pyinstrument", action="store_true")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="funker-profile-") as directory:
+        tmp = Path(directory)
+        os.environ["FUNKER_DISPATCH_HOME"] = str(tmp / "home")
+        for name in [k for k in os.environ if k.startswith("FUNKER_DISPATCH_") and "HOME" not in k]:
+            del os.environ[name]
+        log_path = production_like_process(tmp)
+        ca = DevCA.load_or_create(tmp / "home")
+
+        import bare
+
+        from skill.app import create_app
+        from skill.settings import load_settings
+
+        with spacecount_function() as function_port:
+            settings = load_settings(dispatch_config(ca, tmp, function_port), environ={})
+            body, headers = signed_request(ca)  # 150 s window: the whole profile fits in it
+            calls = {
+                "a": request_caller(bare.create_app("fixed").wsgi_app, body, headers),
+                "a'": request_caller(
+                    bare.create_app("funker", function_port).wsgi_app, body, headers
+                ),
+                "b": request_caller(create_app(settings).wsgi_app, body, headers),
+            }
+            print(f"wall ms per request in-process, {args.requests} sequential requests:")
+            figures = {}
+            for name, call in calls.items():
+                figures[name] = per_request_ms(call, args.requests)
+                print(f"  {name:3} median {figures[name][0]:.3f}  p90 {figures[name][1]:.3f}")
+            added = (figures["b"][0] - figures["a'"][0]) * 1000
+            hop = (figures["a'"][0] - figures["a"][0]) * 1000
+            print(f"  b - a' (what the dispatcher adds per request): {added:.0f} µs")
+            print(f"  a' - a (the funker hop done by hand): {hop:.0f} µs")
+
+            print(f"\n=== cProfile, b, {args.requests} requests, by cumulative time ===")
+            print(cprofile_top(calls["b"], args.requests, args.top))
+            if not args.skip_pyinstrument:
+                report = pyinstrument_report(calls["b"], args.requests)
+                if report is None:
+                    print("(pyinstrument not installed: pip install pyinstrument)")
+                else:
+                    print(f"=== pyinstrument, b, {args.requests} requests ===")
+                    print(report)
+        lines = sum(1 for _ in log_path.open(encoding="utf-8"))
+        print(f"(request log lines written: {lines})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
