@@ -254,6 +254,14 @@ def _log_request(response: Response) -> Response:
     record: RequestRecord | None = g.get("record")
     if record is None:
         return response
+    try:
+        _observe(record, response)
+    except Exception:  # bookkeeping must never turn an answer into a 500
+        log.exception("request log or metrics failed: request_id=%s", record.request_id)
+    return response
+
+
+def _observe(record: RequestRecord, response: Response) -> None:
     now = time.perf_counter()
     state = current_app.extensions["funker_dispatch"]
     labels: LabelPolicy = state["labels"]
@@ -291,7 +299,6 @@ def _log_request(response: Response) -> Response:
             "total_ms": _round((now - g.started) * 1000),
         }
     )
-    return response
 
 
 def _round(value: float | None) -> float | None:

@@ -133,8 +133,10 @@ def short_hash(value: str | None) -> str | None:
     """A stable, short, non-reversible stand-in for a user or device id."""
     if not value:
         return None
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
+    # surrogatepass: ids come from untrusted JSON, which may carry lone surrogates.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 def log_request(fields: dict[str, Any]) -> None:
-    request_log.info(json.dumps(fields, separators=(",", ":"), ensure_ascii=False))
+    # ASCII-escaped: any string from the request (even a lone surrogate) stays one safe line.
+    request_log.info(json.dumps(fields, separators=(",", ":")))
