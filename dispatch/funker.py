@@ -96,9 +96,13 @@ def call(
     process only, not across workers or replicas. Raises a FunctionError
     subclass; a payload that is not JSON-serialisable is the caller's bug and
     raises TypeError or ValueError before anything is sent.
+
+    `payload` as `bytes` is taken as one JSON value already encoded (the
+    dispatcher forwards Alexa's body byte for byte this way, without a
+    re-encode); any other value is encoded here.
     """
     deadline = time.monotonic() + timeout
-    body = _encode(payload)
+    body = bytes(payload) if isinstance(payload, bytes | bytearray) else _encode(payload)
     with _slot(route, deadline):
         return _call(route, body, deadline, max_response_bytes)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
@@ -26,8 +26,12 @@ from ask_sdk_model import Request, RequestEnvelope  # noqa: E402
 MAX_BODY_BYTES = 256 * 1024
 MAX_DEPTH = 64  # Alexa envelopes nest about 8 deep; deeper is an attack or a bug
 
-# (body text, parsed dict) of the request this thread is serving.
-_RAW: ContextVar[tuple[str, dict[str, Any]] | None] = ContextVar("raw_envelope", default=None)
+_CLASSES: dict[str, Any] = {}  # SDK model class names -> classes, filled on first use
+
+# (body text, parsed dict, body bytes) of the request this thread is serving.
+_RAW: ContextVar[tuple[str, dict[str, Any], bytes] | None] = ContextVar(
+    "raw_envelope", default=None
+)
 
 
 class MalformedRequest(ValueError):
@@ -57,14 +61,15 @@ def precheck(body: bytes) -> tuple[str, dict[str, Any]]:
         raise MalformedRequest("body is not valid JSON") from None
     if not isinstance(data, dict):
         raise MalformedRequest("body is not a JSON object")
-    if _depth(data) > MAX_DEPTH:
+    # Nesting needs an opening bracket per level: count them before walking.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
         raise MalformedRequest("JSON nested too deeply")
     request = data.get("request")
     if not isinstance(request, dict) or not isinstance(request.get("type"), str):
         raise MalformedRequest("body has no request.type")
     if not request["type"] or len(request["type"]) > 200:
         raise MalformedRequest("request.type is not a request type")
-    _RAW.set((text, data))
+    _RAW.set((text, data, body))
     return text, data
 
 
@@ -89,9 +94,15 @@ def raw_envelope() -> dict[str, Any] | None:
     return current[1] if current is not None else None
 
 
+def raw_body() -> bytes | None:
+    """The request body exactly as received, for the request handled on this thread."""
+    current = _RAW.get()
+    return current[2] if current is not None else None
+
+
 def remember(text: str, data: dict[str, Any]) -> None:
     """Make `data` the raw envelope of this thread's request (used outside HTTP)."""
-    _RAW.set((text, data))
+    _RAW.set((text, data, text.encode("utf-8", "surrogatepass")))
 
 
 class EnvelopeSerializer(DefaultSerializer):
@@ -115,7 +126,7 @@ class EnvelopeSerializer(DefaultSerializer):
                 raise SerializationException("body is not valid JSON") from exc
             if not isinstance(data, dict):
                 raise SerializationException("body is not a JSON object")
-            _RAW.set((payload, data))
+            _RAW.set((payload, data, payload.encode("utf-8", "surrogatepass")))
         try:
             return self._envelope(data)
         except SerializationException:
@@ -133,6 +144,26 @@ class EnvelopeSerializer(DefaultSerializer):
             except ValueError:
                 return None
         return super()._DefaultSerializer__deserialize_model(payload, obj_type)  # type: ignore[misc]
+
+    # The two overrides below are the hot spots of the SDK's model building
+    # (see bench/profile.py): dateutil's parser and an __import__ per object.
+
+    def _DefaultSerializer__deserialize_datetime(self, payload: Any, obj_type: Any) -> Any:
+        if isinstance(payload, str):
+            try:  # Alexa sends ISO 8601 ("2026-11-27T12:00:00Z"); 3.11 parses it natively
+                parsed = datetime.fromisoformat(payload)
+            except ValueError:
+                pass  # anything unusual goes through dateutil as before
+            else:
+                return parsed.date() if obj_type is date else parsed
+        return super()._DefaultSerializer__deserialize_datetime(payload, obj_type)  # type: ignore[misc]
+
+    def _DefaultSerializer__load_class_from_name(self, class_name: str) -> Any:
+        cls = _CLASSES.get(class_name)
+        if cls is None:
+            cls = super()._DefaultSerializer__load_class_from_name(class_name)  # type: ignore[misc]
+            _CLASSES[class_name] = cls
+        return cls
 
     def _envelope(self, data: dict[str, Any]) -> RequestEnvelope:
         request = data.get("request")

@@ -24,7 +24,7 @@ from ask_sdk_model.ui import Image, LinkAccountCard, SimpleCard, StandardCard  #
 from dispatch import funker  # noqa: E402
 from dispatch.registry import NoRoute, Route, Router  # noqa: E402
 from dispatch.responses import Reply, ReplyError, apology, to_reply  # noqa: E402
-from skill.envelope import raw_envelope  # noqa: E402
+from skill.envelope import raw_body, raw_envelope  # noqa: E402
 from skill.messages import abilities, message  # noqa: E402
 
 log = logging.getLogger("funker_dispatch")
@@ -120,8 +120,12 @@ class Dispatcher:
         return apology(locale or "en-US")
 
 
-def _payload(route: Route) -> dict[str, Any]:
-    """The request as Alexa sent it, narrowed to `route.arguments` when set."""
+def _payload(route: Route) -> dict[str, Any] | bytes:
+    """The request as Alexa sent it: its very bytes, or narrowed to `route.arguments`."""
+    if route.arguments is None:
+        body = raw_body()
+        if body is not None:
+            return body
     envelope = raw_envelope() or {}
     if route.arguments is None:
         return envelope

@@ -201,6 +201,24 @@ def processes() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 # ---------------------------------------------------------------------------- client
 
 
+def test_bytes_payload_is_sent_as_the_very_json_it_holds():
+    body = b'{ "request" : {"type": "IntentRequest"},  "x": 1.50 }'
+    received: list[bytes] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def answer_once() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                received.append(read_to_eof(conn))
+                conn.sendall(b"1")
+
+        thread = threading.Thread(target=answer_once)
+        thread.start()
+        assert call(route(listener.getsockname()[1]), body, timeout=5) == 1
+        thread.join(5)
+    assert received == [body]  # byte for byte: no re-encoding
+
+
 def test_lone_surrogate_from_alexa_reaches_the_function_as_the_same_escape(function_server):
     _, port = function_server(lambda payload: payload)
     # JSON may carry "\ud800"; UTF-8 cannot: it travels as the escape it came as.
