@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -23,6 +24,8 @@ from flask_ask_sdk.skill_adapter import (  # noqa: E402
 )
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
+from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
+from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
 from skill.envelope import MAX_BODY_BYTES, EnvelopeSerializer, MalformedRequest, precheck  # noqa: E402
 from skill.handlers import (  # noqa: E402
@@ -69,15 +72,11 @@ def create_app(settings: Settings) -> Flask:
     app.config[VERIFY_SIGNATURE_APP_CONFIG] = False
     app.config[VERIFY_TIMESTAMP_APP_CONFIG] = False
 
-    router = Router(
-        settings.routes,
-        naming=settings.dispatch.naming,
-        function_port=settings.dispatch.function_port,
-    )
+    models = load_models()
+    router = build_router(settings, models)
     dispatcher = Dispatcher(
         router, settings.dispatch.deadline, settings.dispatch.max_response_bytes
     )
-    models = load_models()
     examples = examples_by_locale(models, _reachable(router, models))
 
     builder = SkillBuilder()
@@ -119,7 +118,51 @@ def create_app(settings: Settings) -> Flask:
     app.add_url_rule("/readyz", "readyz", lambda: _readyz(ready))
     app.add_url_rule("/metrics", "metrics", _metrics)
     app.add_url_rule("/intents", "intents", lambda: _intents(router, models))
+    if isinstance(router, DiscoveringRouter):
+        app.before_request(_discovery_starter(router.discovery))
     return app
+
+
+def model_intents(models: dict[str, Any]) -> list[str]:
+    return sorted({name for model in models.values() for name in model.samples})
+
+
+def build_router(settings: Settings, models: dict[str, Any]) -> Router:
+    """Configured routes, then (when enabled) swarm services, then the naming convention."""
+    if settings.dispatch.discovery != "docker":
+        return Router(
+            settings.routes,
+            naming=settings.dispatch.naming,
+            function_port=settings.dispatch.function_port,
+        )
+    discovery = DockerDiscovery(
+        settings.dispatch.discovery_socket,
+        default_port=settings.dispatch.function_port,
+        interval=settings.dispatch.discovery_interval,
+        intents={*settings.routes, *model_intents(models)},
+    )
+    return DiscoveringRouter(
+        settings.routes,
+        naming=settings.dispatch.naming,
+        function_port=settings.dispatch.function_port,
+        discovery=discovery,
+    )
+
+
+def _discovery_starter(discovery: DockerDiscovery) -> Any:
+    """Start refreshing in the process that serves: threads do not survive gunicorn's fork."""
+    started: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def start() -> None:
+        if started.get("pid") == os.getpid():
+            return
+        with lock:
+            if started.get("pid") != os.getpid():
+                discovery.start()  # refreshes once before returning
+                started["pid"] = os.getpid()
+
+    return start
 
 
 def _start_prefetch(verifiers: list[Any], urls: tuple[str, ...], ready: threading.Event) -> None:
@@ -165,8 +208,11 @@ def _reachable(router: Router, models: dict[str, Any]) -> set[str]:
 
 
 def _intents(router: Router, models: dict[str, Any]) -> Response:
-    model_intents = sorted({name for model in models.values() for name in model.samples})
-    return jsonify(intents=router.table(model_intents))
+    # A probe resolves names only; it never connects unless a route says
+    # probe = "connect" (a funker function takes any connection as its request).
+    if request.args.get("probe") in ("1", "true", "yes"):
+        return jsonify(intents=probe_router(router, model_intents(models), timeout=1.0))
+    return jsonify(intents=router.table(model_intents(models)))
 
 
 def error_response(error: str, message: str, status: int) -> Response:

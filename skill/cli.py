@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     intents = commands.add_parser("intents", help="print the routing table")
     _config_flag(intents)
     intents.add_argument("--json", action="store_true", help="print JSON")
+    intents.add_argument(
+        "--probe",
+        action="store_true",
+        help='resolve each route\'s host (connects only where a route says probe = "connect")',
+    )
 
     _simulator_commands(commands)
     return parser
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return check(settings)
     if args.command == "intents":
-        return show_intents(settings, as_json=args.json)
+        return show_intents(settings, as_json=args.json, probe=args.probe)
     if args.command == "models":
         return models_check(settings, args.models)
     if args.command in ("simulate", "dialog"):
@@ -153,17 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _routing_rows(settings: Settings) -> list[dict[str, Any]]:
-    from dispatch.registry import Router
+def _routing_rows(settings: Settings, *, probe: bool = False) -> list[dict[str, Any]]:
+    from dispatch.discovery import DiscoveringRouter
+    from dispatch.probe import probe_router
+    from skill.app import build_router, model_intents
     from skill.models import load_models
 
-    router = Router(
-        settings.routes,
-        naming=settings.dispatch.naming,
-        function_port=settings.dispatch.function_port,
-    )
-    model_intents = sorted({n for m in load_models().values() for n in m.samples})
-    return router.table(model_intents)
+    models = load_models()
+    router = build_router(settings, models)
+    if isinstance(router, DiscoveringRouter):
+        router.discovery.refresh()  # one listing; the server refreshes in the background
+    if probe:
+        return probe_router(router, model_intents(models), timeout=1.0)
+    return router.table(model_intents(models))
 
 
 def check(settings: Settings) -> int:
@@ -179,17 +186,32 @@ def check(settings: Settings) -> int:
     return show_intents(settings, as_json=False)
 
 
-def show_intents(settings: Settings, *, as_json: bool) -> int:
-    rows = _routing_rows(settings)
+def show_intents(settings: Settings, *, as_json: bool, probe: bool = False) -> int:
+    rows = _routing_rows(settings, probe=probe)
     if as_json:
         print(json.dumps({"intents": rows}, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("intent / request type", "host", "port", "source")
+    columns = ["intent / request type", "host", "port", "source"]
+    if probe:
+        columns += ["resolves", "addresses", "resolve ms", "connect", "error"]
+    table = Table(*columns)
     for row in rows:
-        table.add_row(row["name"], row["host"], str(row["port"]), row["source"])
+        cells = [row["name"], row["host"], str(row["port"]), row["source"]]
+        if probe:
+            connect = "–"
+            if "connects" in row:
+                connect = f"{'yes' if row['connects'] else 'no'} {row['connect_ms']:.1f} ms"
+            cells += [
+                "yes" if row["resolves"] else "no",
+                str(row["addresses"]),
+                f"{row['resolve_ms']:.1f}",
+                connect,
+                row.get("error", ""),
+            ]
+        table.add_row(*cells)
     Console().print(table)
     return 0
 

@@ -59,6 +59,9 @@ class DispatchSettings:
     function_port: int = DEFAULT_FUNCTION_PORT
     naming: str = "intent"
     max_response_bytes: int = 256 * 1024
+    discovery: str = "none"  # "docker": route to swarm services found on the engine socket
+    discovery_socket: str | None = None  # default: $DOCKER_HOST (unix://), else the usual socket
+    discovery_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,9 @@ DISPATCH_KEYS: dict[str, Parser] = {
     "function_port": _int_in(1, 65535),
     "naming": _choice("intent", "none"),
     "max_response_bytes": _int_in(1024, 64 * 1024 * 1024),
+    "discovery": _choice("none", "docker"),
+    "discovery_socket": _str,
+    "discovery_interval": _positive_float,
 }
 VERIFICATION_KEYS: dict[str, Parser] = {
     "trusted_roots": _str_list,
@@ -363,6 +369,13 @@ def _check(settings: Settings) -> None:
         _check_pem(settings.source, f"verification.trusted_roots[{index}]", root)
     for url, chain in settings.verification.local_chains.items():
         _check_pem(settings.source, f'verification.local_chains."{url}"', chain)
+    if settings.dispatch.discovery == "docker" and settings.dispatch.discovery_socket is None:
+        from dispatch.discovery import docker_socket
+
+        try:
+            docker_socket()
+        except ValueError as exc:
+            raise ConfigError("environment", "DOCKER_HOST", str(exc)) from None
     if settings.embedded and not _is_loopback(server.host):
         raise ConfigError(
             settings.source,

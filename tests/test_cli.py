@@ -84,3 +84,20 @@ def test_intents_json_lists_configured_and_naming_routes(tmp_path: Path):
         "port": 9999,
         "source": "naming",
     }
+
+
+def test_intents_probe_resolves_each_host_without_connecting(tmp_path: Path):
+    config = tmp_path / "dispatch.toml"
+    config.write_text(
+        '[dispatch]\nnaming = "none"\n\n'
+        '[intents.SpaceCountIntent]\nhost = "127.0.0.1"\nport = 9\n\n'
+        '[intents.GoneIntent]\nhost = "no-such-service.invalid"\n'
+    )
+    result = run("intents", "--config", str(config), "--json", "--probe")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["intents"]}
+    assert rows["SpaceCountIntent"]["resolves"] is True
+    assert rows["SpaceCountIntent"]["addresses"] == 1
+    assert "connects" not in rows["SpaceCountIntent"]
+    assert rows["GoneIntent"]["resolves"] is False
+    assert rows["GoneIntent"]["error"]
