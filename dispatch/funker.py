@@ -11,15 +11,17 @@ Both sides interoperate with Python funker 0.0.1 and Node funker (DESIGN §3).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dispatch.registry import DEFAULT_FUNCTION_PORT, Route
@@ -375,3 +377,20 @@ def _stop_on_signals(server: FunctionServer) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def run(
+    handler: Handler, argv: Sequence[str] | None = None, *, description: str | None = None
+) -> None:
+    """A function's whole `main`: `--host` (0.0.0.0), `--port` ($FUNKER_PORT, else 9999), serve."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    # A string default goes through type=int too, so a bad FUNKER_PORT is a usage error.
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("FUNKER_PORT", str(DEFAULT_FUNCTION_PORT)),
+        help=f"TCP port (default $FUNKER_PORT, else {DEFAULT_FUNCTION_PORT})",
+    )
+    args = parser.parse_args(argv)
+    serve(handler, args.host, args.port)

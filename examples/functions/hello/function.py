@@ -9,8 +9,6 @@ Run: python examples/functions/hello/function.py --port 9102
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,20 +59,10 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Funker function: say hello.")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    # A string default goes through type=int too, so a bad FUNKER_PORT is a usage error.
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=os.environ.get("FUNKER_PORT", "9999"),
-        help="TCP port (default $FUNKER_PORT, else 9999)",
-    )
-    args = parser.parse_args(argv)
     # Imported here so `handle` can be imported and tested without the protocol layer.
-    from dispatch.funker import serve
+    from dispatch.funker import run
 
-    serve(handle, args.host, args.port)
+    run(handle, argv, description="Funker function: say hello.")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Run: python examples/functions/spacecount/function.py --port 9101
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -98,21 +97,10 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Funker function: people in space.")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    # A string default goes through type=int too, so a bad FUNKER_PORT is a usage error.
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=os.environ.get("FUNKER_PORT", "9999"),
-        help="TCP port (default $FUNKER_PORT, else 9999)",
-    )
-    args = parser.parse_args(argv)
-    # Imported here, not at the top, so `handle` can be imported and tested
-    # without the protocol layer installed.
-    from dispatch.funker import serve
+    # Imported here so `handle` can be imported and tested without the protocol layer.
+    from dispatch.funker import run
 
-    serve(handle, args.host, args.port)
+    run(handle, argv, description="Funker function: people in space.")
 
 
 if __name__ == "__main__":
