@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> Flask:
         "metrics": metrics(),
         "ready": ready,
     }
-    _start_prefetch(verifiers, settings.verification.prefetch, ready)
+    _prefetch(verifiers, settings.verification.prefetch, ready)
 
     app.before_request(_precheck)
     app.after_request(_log_request)
@@ -165,23 +165,20 @@ def _discovery_starter(discovery: DockerDiscovery) -> Any:
     return start
 
 
-def _start_prefetch(verifiers: list[Any], urls: tuple[str, ...], ready: threading.Event) -> None:
-    """Fetch and validate configured chains so the first real request pays nothing."""
-    prefetchers = [v for v in verifiers if hasattr(v, "prefetch")]
-    if not urls or not prefetchers:
+def _prefetch(verifiers: list[Any], urls: tuple[str, ...], ready: threading.Event) -> None:
+    """Fetch and validate configured chains so the first real request pays nothing.
+
+    Done before serving, not in a background thread: under gunicorn the app is
+    built in the master and forked, and the workers inherit the warm cache
+    (a thread would not survive the fork). Fetches are bounded (2 s each).
+    """
+    try:
+        for verifier in (v for v in verifiers if hasattr(v, "prefetch")):
+            for url, error in verifier.prefetch(urls):
+                if error is not None:
+                    log.warning("prefetch failed: url=%s reason=%s", url, error)
+    finally:
         ready.set()
-        return
-
-    def run() -> None:
-        try:
-            for verifier in prefetchers:
-                for url, error in verifier.prefetch(urls):
-                    if error is not None:
-                        log.warning("prefetch failed: url=%s reason=%s", url, error)
-        finally:
-            ready.set()
-
-    threading.Thread(target=run, name="prefetch", daemon=True).start()
 
 
 def _readyz(ready: threading.Event) -> Response:

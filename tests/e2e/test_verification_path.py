@@ -156,3 +156,19 @@ def test_refusals_are_logged_with_reason_and_request_id(server, dev_ca):
     assert record["outcome"] == "rejected"
     assert record["reason"] == "signature"
     assert record["route"] is None  # nothing was forwarded
+
+
+def test_prefetch_failure_warns_and_the_server_still_serves(start_server, dev_ca, tmp_path_factory):
+    from tests.e2e.conftest import trusted_config
+
+    base = trusted_config(dev_ca, tmp_path_factory.mktemp("prefetch")).replace(
+        "[verification]\n",
+        "[verification]\n"
+        f'prefetch = ["{dev_ca.chain_url}", "http://s3.amazonaws.com/echo.api/x.pem"]\n',
+    )
+    server = start_server("", base=base)
+    log = server.wait_for_log("prefetch failed")
+    line = next(line for line in log.splitlines() if "prefetch failed" in line)
+    assert "http://s3.amazonaws.com/echo.api/x.pem" in line
+    assert dev_ca.chain_url not in log.split("prefetch failed")[1].splitlines()[0]
+    assert post(server.url + "/readyz", b"", method="GET").status == 200
