@@ -14,10 +14,8 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import yaml
 import skill
 from skill import models
 from skill.settings import ServerSettings, Settings, load_settings
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -488,21 +487,14 @@ def test_image_command_serves_the_production_config_and_passes_the_health_check(
         stderr=subprocess.PIPE,
     )
     try:
-        for _ in range(100):
+
+        def healthy() -> bool:
             assert server.poll() is None, server.stderr.read().decode(errors="replace")
-            if subprocess.run(check, capture_output=True, timeout=10).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the health check never passed")
+            return subprocess.run(check, capture_output=True, timeout=10).returncode == 0
+
+        wait_until(healthy, 20, "the image's health check to pass")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         server.stderr.close()
     assert server.returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -30,6 +30,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from tests.helpers import accepts, free_port, wait_until
 from verification import sdkcompat
 
 sdkcompat.install()  # before any ASK SDK import: the SDK's imports need the fix
@@ -47,12 +48,6 @@ DEVELOPMENT_SKILL_ID = "amzn1.ask.skill.00000000-0000-4000-8000-000000000000"
 NAMES = ("spacecount", "hello", "hostname", "captains")
 # Generous: a cold interpreter on a loaded CI machine; a healthy start takes ~0.1 s.
 READY_WITHIN = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def request_file(name: str) -> dict[str, Any]:
@@ -89,19 +84,17 @@ class RunningFunction:
     def call(self, payload: Any, within: float = READY_WITHIN) -> Any:
         """One funker request; connection refused is retried until `within` (start-up)."""
         deadline = time.monotonic() + within
-        while True:
-            try:
-                conn = socket.create_connection(("127.0.0.1", self.port), timeout=1.0)
-                break
-            except ConnectionRefusedError:
-                # Not listening yet: poll, unless the process already died.
-                if self.process.poll() is not None:
-                    raise AssertionError(
-                        f"{self.name} exited with {self.process.returncode}:\n{self.stderr()}"
-                    ) from None
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"{self.name} not listening:\n{self.stderr()}") from None
-                time.sleep(0.02)
+
+        def listening() -> bool:
+            # A connection that sends nothing is a port probe: serve() ignores it.
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.stderr()}"
+                )
+            return accepts(self.port)
+
+        wait_until(listening, within, f"{self.name} to listen")
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=1.0)
         with conn:
             conn.settimeout(max(0.5, deadline - time.monotonic()))
             conn.sendall(json.dumps(payload).encode("utf-8"))

@@ -39,7 +39,7 @@ from dispatch.funker import (
     make_server,
 )
 from dispatch.registry import Route
-from tests.e2e.conftest import wait_until
+from tests.helpers import accepts, free_port, wait_until
 
 FUNCTIONS = Path(__file__).resolve().parent / "functions"
 # Generous slack for "the deadline was honoured": a property, not a speed claim.
@@ -55,12 +55,6 @@ def read_to_eof(conn: socket.socket) -> bytes:
     while chunk := conn.recv(65536):
         data += chunk
     return bytes(data)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 Behaviour = Callable[[socket.socket, int, "RawFunction"], None]
@@ -598,14 +592,6 @@ def test_serve_process_exits_cleanly_on_signal(processes, signum):
 
     assert child.returncode == 0
     assert (out, err) == ("", "")  # serve() prints nothing but errors
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_sigterm_lets_a_request_in_flight_finish(tmp_path):

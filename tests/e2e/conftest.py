@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -22,25 +20,11 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from skill.settings import DEVELOPMENT_SKILL_ID
+from tests.helpers import free_port, wait_until
 from verification.devca import DevCA
 
 HERE = Path(__file__).resolve().parent
 FUNCTION = HERE / "function.py"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], bool], within: float, what: str) -> None:
-    """Poll a condition with a deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
