@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> Flask:
     app.config[VERIFY_SIGNATURE_APP_CONFIG] = False
     app.config[VERIFY_TIMESTAMP_APP_CONFIG] = False
 
-    models = load_models()
+    models = load_models(settings.skill.models_dir)
     router = build_router(settings, models)
     dispatcher = Dispatcher(
         router, settings.dispatch.deadline, settings.dispatch.max_response_bytes

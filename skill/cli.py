@@ -164,7 +164,7 @@ def _routing_rows(settings: Settings, *, probe: bool = False) -> list[dict[str, 
     from skill.app import build_router, model_intents
     from skill.models import load_models
 
-    models = load_models()
+    models = load_models(settings.skill.models_dir)
     router = build_router(settings, models)
     if isinstance(router, DiscoveringRouter):
         router.discovery.refresh()  # one listing; the server refreshes in the background
@@ -227,7 +227,8 @@ def models_check(settings: Settings, directory: str | None) -> int:
         naming=settings.dispatch.naming,
         function_port=settings.dispatch.function_port,
     )
-    return print_report(check_models(Path(directory) if directory else None, router))
+    chosen = Path(directory) if directory else settings.skill.models_dir
+    return print_report(check_models(chosen, router))
 
 
 def talk(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -252,7 +253,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     if args.url and args.in_process:
         parser.error(f"{args.command}: --url and --in-process exclude each other")
     try:
-        model = load_interaction_model(args.locale)
+        model = load_interaction_model(args.locale, settings.skill.models_dir)
         slots = parse_slot_flags(args.slot) if args.command == "simulate" else {}
         lines = (
             conversation.script_lines(Path(args.script))

@@ -51,6 +51,11 @@ class SkillSettings:
     application_ids: tuple[str, ...] = ()
     verify_signature: bool = True
     verify_timestamp: bool = True
+    interaction_models: str | None = None  # ask-cli skill package; None = the shipped one
+
+    @property
+    def models_dir(self) -> Path | None:
+        return Path(self.interaction_models) if self.interaction_models else None
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,7 @@ SKILL_KEYS: dict[str, Parser] = {
     "application_ids": _application_ids,
     "verify_signature": _bool,
     "verify_timestamp": _bool,
+    "interaction_models": _str,
 }
 DISPATCH_KEYS: dict[str, Parser] = {
     "deadline": _positive_float,
@@ -369,6 +375,13 @@ def _check(settings: Settings) -> None:
         _check_pem(settings.source, f"verification.trusted_roots[{index}]", root)
     for url, chain in settings.verification.local_chains.items():
         _check_pem(settings.source, f'verification.local_chains."{url}"', chain)
+    models = settings.skill.models_dir
+    if models is not None and not (models / "interactionModels" / "custom").is_dir():
+        raise ConfigError(
+            settings.source,
+            "skill.interaction_models",
+            f"{models} is not an ask-cli skill package (no interactionModels/custom/)",
+        )
     if settings.dispatch.discovery == "docker" and settings.dispatch.discovery_socket is None:
         from dispatch.discovery import docker_socket
 

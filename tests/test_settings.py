@@ -110,6 +110,7 @@ def test_config_file_comes_from_environment_when_no_flag(tmp_path):
         ),
         ("[server]\ncertfile = '/nonexistent.pem'\n", "server.certfile", "go together"),
         ("[mystery]\n", "mystery", "unknown section"),
+        ("[skill]\ninteraction_models = '/nonexistent'\n", "skill.interaction_models", "ask-cli"),
         ("[server]\nforwarded_allow_ips = ['proxy']\n", "server.forwarded_allow_ips", "network"),
         ("[server\n", "-", "not valid TOML"),
     ],
@@ -179,3 +180,37 @@ def test_naming_none_refuses_unrouted_intents(tmp_path):
     with pytest.raises(NoRoute):
         router.resolve("HostnameIntent")
     assert router.resolve("SpaceCountIntent").host == "spacecount"
+
+
+def test_welcome_lists_samples_from_the_configured_interaction_models(tmp_path):
+    import json
+    import shutil
+
+    from skill.app import create_app
+
+    models = tmp_path / "models"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "interaction_models", models)
+    en_us = models / "interactionModels" / "custom" / "en-US.json"
+    data = json.loads(en_us.read_text())
+    for intent in data["interactionModel"]["languageModel"]["intents"]:
+        if intent["name"] == "HostnameIntent":
+            intent["samples"] = ["who served this answer"]
+    en_us.write_text(json.dumps(data))
+    config = write(
+        tmp_path,
+        f'[skill]\ninteraction_models = "{models}"\nverify_signature = false\n'
+        "verify_timestamp = false\n",
+    )
+    app = create_app(load_settings(config, environ={}))
+    body = {
+        "version": "1.0",
+        "request": {
+            "type": "LaunchRequest",
+            "requestId": "r",
+            "locale": "en-US",
+            "timestamp": "2026-01-01T00:00:00Z",
+        },
+        "context": {"System": {"application": {"applicationId": "amzn1.ask.skill.x"}}},
+    }
+    reply = app.test_client().post("/", json=body).get_json()
+    assert "who served this answer" in reply["response"]["outputSpeech"]["ssml"]
