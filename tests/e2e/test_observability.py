@@ -141,3 +141,22 @@ def test_https_served_directly_with_a_certificate_the_test_makes(
 def _client_context(tls_root) -> ssl.SSLContext:
     context = ssl.create_default_context(cadata=tls_root.pem.decode())
     return context
+
+
+def test_server_with_verification_off_says_so_loudly_and_still_checks_the_skill_id(
+    start_server, ports, tmp_path_factory
+):
+    from skill.settings import DEVELOPMENT_SKILL_ID
+
+    base = (
+        f'[skill]\napplication_ids = ["{DEVELOPMENT_SKILL_ID}"]\n'
+        "verify_signature = false\nverify_timestamp = false\n\n"
+    )
+    server = start_server(ROUTES.format(**ports), base=base)
+    log = server.log()
+    assert "SIGNATURE VERIFICATION IS OFF" in log
+    assert "TIMESTAMP VERIFICATION IS OFF" in log
+    unsigned = json.dumps(intent("TextIntent")).encode()
+    assert post(server.url + "/", unsigned).status == 200
+    stranger = json.dumps(intent("TextIntent", application_id="amzn1.ask.skill.other")).encode()
+    assert post(server.url + "/", stranger).json["error"] == "application-id"
