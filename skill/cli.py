@@ -68,6 +68,11 @@ def _simulator_commands(commands: Any) -> None:
     )
     kind = simulate.add_mutually_exclusive_group()
     kind.add_argument("--launch", action="store_true", help="send a LaunchRequest")
+    kind.add_argument(
+        "--request",
+        metavar="FILE",
+        help="send a recorded request envelope (e.g. examples/requests/*.json), stamped now",
+    )
     kind.add_argument("--end", action="store_true", help="send a SessionEndedRequest")
 
     dialog = commands.add_parser("dialog", help="a multi-turn conversation in one session")
@@ -245,9 +250,11 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     )
 
     if args.command == "simulate":
-        chosen = sum(bool(x) for x in (args.utterance, args.intent, args.launch, args.end))
-        if chosen != 1:
-            parser.error("simulate: give an UTTERANCE, or one of --intent, --launch, --end")
+        options = (args.utterance, args.intent, args.launch, args.end, args.request)
+        if sum(bool(x) for x in options) != 1:
+            parser.error(
+                "simulate: give an UTTERANCE, or one of --intent, --launch, --end, --request"
+            )
         if args.slot and not args.intent:
             parser.error("simulate: --slot goes with --intent")
     if args.url and args.in_process:
@@ -255,6 +262,11 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     try:
         model = load_interaction_model(args.locale, settings.skill.models_dir)
         slots = parse_slot_flags(args.slot) if args.command == "simulate" else {}
+        recorded = None
+        if args.command == "simulate" and args.request:
+            recorded = (Path(args.request).name, json.loads(Path(args.request).read_text()))
+            if not isinstance(recorded[1], dict):
+                raise ValueError(f"{args.request} does not hold a request envelope")
         lines = (
             conversation.script_lines(Path(args.script))
             if args.command == "dialog" and args.script
@@ -291,6 +303,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
                     intent=args.intent,
                     slots=slots,
                     launch=args.launch,
+                    recorded=recorded,
                     end=args.end,
                     transcript=conversation.Transcript(as_json=args.json),
                 )

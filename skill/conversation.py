@@ -36,6 +36,7 @@ from skill.simulator import (
     resolve,
     session_ended_request,
     strip_invocation,
+    timestamp,
 )
 
 DEFAULT_URL = "http://127.0.0.1:3000/"
@@ -224,6 +225,17 @@ class Conversation:
     def end(self, reason: str = "USER_INITIATED") -> Turn:
         return self.send(session_ended_request(self.locale, reason=reason), "(end session)")
 
+    def replay(self, recorded: dict[str, Any], said: str) -> Turn:
+        """Send a recorded envelope as it is, but stamped now and signed (a file's timestamp
+        is stale, and the signature must cover the exact bytes sent)."""
+        sent = json.loads(json.dumps(recorded))
+        if isinstance(sent.get("request"), dict):
+            sent["request"]["timestamp"] = timestamp()
+        body = encode(sent)
+        turn = Turn(said, sent, self.endpoint.post(body, dict(self.sign(body))))
+        self._carry(turn)
+        return turn
+
     def send(self, request: dict[str, Any], said: str, match: Match | None = None) -> Turn:
         sent = envelope(request, self.session)
         body = encode(sent)
@@ -348,12 +360,15 @@ def simulate(
     slots: Mapping[str, str] | None = None,
     launch: bool = False,
     end: bool = False,
+    recorded: tuple[str, dict[str, Any]] | None = None,
     transcript: Transcript,
 ) -> int:
     """Send one request; 0 when the skill answered 200 with a response."""
     conversation = Conversation(endpoint, model, sign, application_id, model.locale)
     try:
-        if launch:
+        if recorded is not None:
+            turn = conversation.replay(recorded[1], f"(request {recorded[0]})")
+        elif launch:
             turn = conversation.launch()
         elif end:
             turn = conversation.end()

@@ -128,6 +128,20 @@ def test_simulate_the_seed_request(server, dev_ca_home):
     assert "people in space" in done.stdout.lower()
 
 
+def test_simulate_sends_a_recorded_request_file_stamped_now_and_signed(server, dev_ca_home):
+    done = cli(
+        "simulate",
+        "--request",
+        "examples/requests/space-count.json",
+        "--url",
+        server.url,
+        home=dev_ca_home,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "people in space" in done.stdout.lower()
+    server.wait_for_log('"intent":"SpaceCountIntent"')
+
+
 def test_simulate_json_prints_the_request_and_the_response(server, dev_ca_home):
     done = cli(
         "simulate",
