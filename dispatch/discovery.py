@@ -129,15 +129,23 @@ class DockerDiscovery:
         return self._routes
 
     def refresh(self) -> dict[str, Route]:
-        """List services once and return the table; a failure keeps (and returns) the last one."""
+        """List services once and return the table; a failure keeps (and returns) the last one.
+
+        Never raises: the app calls this (via `start()`) on the request path, where an
+        exception would answer every request, /healthz too, with a 500. An unexpected
+        error (a bug) is logged as a warning with its reason, like an engine outage.
+        """
         with self._refreshing:
             try:
                 routes, problems = routes_from_services(
                     self._list_services(), intents=self.intents, default_port=self.default_port
                 )
-            except DiscoveryError as exc:
+            except Exception as exc:
                 self._api_prefix = None  # the engine may have been replaced: ask again
-                reason = str(exc)
+                if isinstance(exc, DiscoveryError):
+                    reason = str(exc)
+                else:
+                    reason = f"unexpected {type(exc).__name__}: {exc}"
                 if reason != self.last_error:  # once per outage, not every interval
                     log.warning(
                         "docker discovery failed, keeping the last %d routes: socket=%s reason=%s",
@@ -162,12 +170,18 @@ class DockerDiscovery:
     def start(self) -> None:
         """Refresh once now (so the first request sees the table), then every `interval`.
 
-        Threads do not survive fork: under gunicorn start it in each worker.
+        Threads do not survive fork: under gunicorn start it in each worker. Never raises
+        (it runs on the request path): a failed first listing leaves the table as it was and
+        the background thread keeps trying; a second start() while running only warns.
         """
-        if self._thread is not None:
-            raise RuntimeError("docker discovery already started")
+        if self._thread is not None and self._thread.is_alive():
+            log.warning("docker discovery already started: socket=%s", self.socket_path)
+            return
         self._stop.clear()
-        self.refresh()
+        try:
+            self.refresh()
+        except Exception as exc:  # refresh() does not raise; this guards the request path
+            log.warning("docker discovery first refresh failed: %s: %s", type(exc).__name__, exc)
         self._thread = threading.Thread(target=self._run, name="docker-discovery", daemon=True)
         self._thread.start()
 
@@ -314,7 +328,9 @@ def _port(name: str, labels: Mapping[str, str], default: int, problems: list[str
     text = labels.get(PORT_LABEL)
     if text is None:
         return default
-    port = int(text) if text.strip().isdigit() else 0
+    # ASCII digits only: str.isdigit() is true for "²" and "١", which int() refuses or reads.
+    digits = text.strip()
+    port = int(digits) if digits.isascii() and digits.isdigit() else 0
     if not 0 < port < 65536:
         problems.append(f"service {name}: {PORT_LABEL}={text!r} is not a port; not routed")
         return None

@@ -271,6 +271,55 @@ def test_bad_port_label_leaves_the_service_unrouted_with_a_warning(
     assert "funker.port='70000'" in caplog.text
 
 
+def test_non_ascii_digit_port_label_is_unrouted_and_refresh_and_start_do_not_raise(
+    docker_api: FakeDockerAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "²".isdigit() is true but int("²") raises ValueError: that must not escape refresh() or
+    # start() (the app starts discovery in a before_request; a raise answers 500 forever).
+    docker_api.services = [
+        service("greeter", {"funker.intent": "HelloIntent", "funker.port": "\u00b2"}),
+        service("counter", {"funker.intent": "SpaceCountIntent", "funker.port": "\u0661\u0662"}),
+        stack_service("funker", "captains"),
+    ]
+    caplog.set_level(logging.WARNING, logger="dispatch.discovery")
+    found = discovery(docker_api, interval=60)
+
+    try:
+        found.start()
+        assert {name: r.host for name, r in found.routes().items()} == {
+            "CaptainsIntent": "funker_captains"
+        }
+        assert set(found.refresh()) == {"CaptainsIntent"}
+    finally:
+        found.stop()
+    assert "funker.port='\u00b2'" in caplog.text
+    assert found.last_error is None
+
+
+def test_unexpected_error_in_refresh_or_start_keeps_the_table_and_warns(
+    docker_api: FakeDockerAPI, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docker_api.services = [stack_service("funker", "hello")]
+    found = discovery(docker_api, interval=60)
+    good = found.refresh()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a bug in the listing code")
+
+    monkeypatch.setattr("dispatch.discovery.routes_from_services", broken)
+    caplog.set_level(logging.WARNING, logger="dispatch.discovery")
+
+    assert found.refresh() == good
+    try:
+        found.start()  # must not raise either
+        found.start()  # nor when already started
+    finally:
+        found.stop()
+    assert dict(found.routes()) == good
+    assert "a bug in the listing code" in caplog.text
+    assert found.last_error is not None and "a bug in the listing code" in found.last_error
+
+
 def test_listing_that_is_not_a_list_keeps_the_table(
     docker_api: FakeDockerAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
