@@ -140,6 +140,11 @@ def _connect(route: Route, deadline: float) -> socket.socket:
     except OSError as exc:
         detail = f"cannot resolve {route.host}: {exc.strerror or exc}"
         raise FunctionUnreachable(route.name, detail) from None
+    except UnicodeError:
+        # getaddrinfo IDNA-encodes the name first and raises UnicodeError (a ValueError) for
+        # one it cannot encode, e.g. a label over 63 characters from a long intent name.
+        detail = f"cannot resolve {route.host}: not a valid DNS name"
+        raise FunctionUnreachable(route.name, detail) from None
     failure = f"{route.host} resolves to no address" if not addresses else "no time left"
     for index, (family, address) in enumerate(addresses):
         remaining = deadline - time.monotonic()

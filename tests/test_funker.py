@@ -276,6 +276,18 @@ def test_dns_failure_is_unreachable(resolver):
         call(route(9999, host="missing.funker.test"), {}, timeout=0.3)
 
 
+def test_idna_invalid_host_is_unreachable_not_a_unicode_error():
+    # A DNS label over 63 characters (a long intent name reached by naming) makes
+    # getaddrinfo raise UnicodeError, a ValueError, before any lookup is made.
+    long_host = Route(name="x", host="a" * 70, port=9)
+
+    with pytest.raises(FunctionUnreachable, match="cannot resolve") as caught:
+        call(long_host, {}, timeout=0.3)
+
+    assert caught.value.kind == "unreachable"
+    assert caught.value.route == "x"
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs on a full queue")
 def test_connect_timeout_is_unreachable_within_the_deadline():
     # backlog 0 holds one unaccepted connection; Linux drops further SYNs, so a
