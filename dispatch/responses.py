@@ -23,6 +23,7 @@ from dispatch.registry import Route
 MAX_SPEECH_CHARS = 8000
 MAX_CARD_CHARS = 8000
 MAX_REPLY_BYTES = 24 * 1024
+USER_AGENT_ALLOWANCE = 96  # '"userAgent":"ask-python/1.19.0 Python/3.11.7 ..."'
 
 #: Form 1: a dict with "response" whose keys are all envelope keys.
 ENVELOPE_KEYS = frozenset({"version", "response", "sessionAttributes", "userAgent"})
@@ -88,13 +89,22 @@ class Reply:
     end_session: bool | None = None  # None leaves shouldEndSession unset (directive-only replies)
     session_attributes: dict[str, Any] | None = None
     directives: tuple[dict[str, Any], ...] = ()  # raw directive objects, passed through untouched
+    can_fulfill_intent: dict[str, Any] | None = None  # a CanFulfillIntentRequest's answer, as is
 
 
-def to_reply(raw: Any, route: Route | None, locale: str) -> Reply:
+def to_reply(
+    raw: Any,
+    route: Route | None,
+    locale: str,
+    *,
+    carried_attributes: Mapping[str, Any] | None = None,
+) -> Reply:
     """Map one function answer (any JSON value) to a Reply, as DESIGN §4 says.
 
     Which form an answer is depends on its keys alone; a part of the right
-    form but the wrong shape is a BadReply, not data.
+    form but the wrong shape is a BadReply, not data. `carried_attributes` are
+    the request's session attributes, which the ASK SDK sends back when the
+    reply sets none: they count towards Alexa's size limit.
     """
     if isinstance(raw, str):
         reply = Reply(speech_ssml=_speech(raw, "speech"), end_session=True)
@@ -105,7 +115,7 @@ def to_reply(raw: Any, route: Route | None, locale: str) -> Reply:
     else:
         text = _render(_template(route, locale), raw)
         reply = Reply(speech_ssml=_wrap(escape_speech(text)), end_session=True)
-    _check_limits(reply)
+    _check_limits(reply, carried_attributes)
     return reply
 
 
@@ -124,6 +134,9 @@ def _from_envelope(raw: Mapping[str, Any]) -> Reply:
     end_session = response.get("shouldEndSession")
     if end_session is not None and not isinstance(end_session, bool):
         raise BadReply("shouldEndSession is not true or false")
+    can_fulfill = response.get("canFulfillIntent")
+    if can_fulfill is not None and not isinstance(can_fulfill, dict):
+        raise BadReply("canFulfillIntent is not an object")
     return Reply(
         speech_ssml=speech,
         reprompt_ssml=reprompt_ssml,
@@ -131,6 +144,7 @@ def _from_envelope(raw: Mapping[str, Any]) -> Reply:
         end_session=end_session,
         session_attributes=_attributes(raw.get("sessionAttributes"), "sessionAttributes"),
         directives=_directives(response.get("directives")),
+        can_fulfill_intent=can_fulfill,
     )
 
 
@@ -297,7 +311,7 @@ def _check_fields(template: str) -> None:
 # -- limits ------------------------------------------------------------------------------------
 
 
-def _check_limits(reply: Reply) -> None:
+def _check_limits(reply: Reply, carried: Mapping[str, Any] | None = None) -> None:
     """Raise ReplyTooLarge when a reply is over one of Alexa's limits; nothing is cut."""
     for where, ssml in (("speech", reply.speech_ssml), ("reprompt", reply.reprompt_ssml)):
         # Counted as sent: Alexa counts the SSML, tags and entities included.
@@ -308,12 +322,12 @@ def _check_limits(reply: Reply) -> None:
         shown = len(card.title or "") + len(card.content or "") + len(card.text or "")
         if shown > MAX_CARD_CHARS:
             raise ReplyTooLarge(f"card is {shown} characters (limit {MAX_CARD_CHARS})")
-    size = _estimated_bytes(reply)
+    size = _estimated_bytes(reply, carried)
     if size > MAX_REPLY_BYTES:
         raise ReplyTooLarge(f"reply is about {size} bytes (limit {MAX_REPLY_BYTES})")
 
 
-def _estimated_bytes(reply: Reply) -> int:
+def _estimated_bytes(reply: Reply, carried: Mapping[str, Any] | None = None) -> int:
     """The reply as the skill will send it, JSON-encoded the way Flask's jsonify does."""
     response: dict[str, Any] = {}
     if reply.speech_ssml is not None:
@@ -326,11 +340,15 @@ def _estimated_bytes(reply: Reply) -> int:
         response["shouldEndSession"] = reply.end_session
     if reply.directives:
         response["directives"] = list(reply.directives)
+    if reply.can_fulfill_intent is not None:
+        response["canFulfillIntent"] = reply.can_fulfill_intent
     body: dict[str, Any] = {"version": "1.0", "response": response}
-    if reply.session_attributes is not None:
-        body["sessionAttributes"] = reply.session_attributes
-    # ensure_ascii like jsonify: non-ASCII speech costs its \uXXXX escapes on the wire.
-    return len(json.dumps(body, separators=(",", ":")).encode())
+    attributes = reply.session_attributes if reply.session_attributes is not None else carried
+    if attributes:
+        body["sessionAttributes"] = attributes
+    # ensure_ascii like jsonify: non-ASCII speech costs its \uXXXX escapes on the wire;
+    # USER_AGENT_ALLOWANCE covers the SDK's "userAgent" field.
+    return len(json.dumps(body, separators=(",", ":")).encode()) + USER_AGENT_ALLOWANCE
 
 
 def _card_json(card: Card) -> dict[str, Any]:

@@ -19,11 +19,18 @@ from ask_sdk_core.dispatch_components import (  # noqa: E402
 )
 from ask_sdk_core.handler_input import HandlerInput  # noqa: E402
 from ask_sdk_model import IntentRequest, Response  # noqa: E402
-from ask_sdk_model.ui import Image, LinkAccountCard, SimpleCard, StandardCard  # noqa: E402
+from ask_sdk_model.ui import (  # noqa: E402
+    Image,
+    LinkAccountCard,
+    Reprompt,
+    SimpleCard,
+    SsmlOutputSpeech,
+    StandardCard,
+)
 
 from dispatch import funker  # noqa: E402
 from dispatch.registry import NoRoute, Route, Router  # noqa: E402
-from dispatch.responses import Reply, ReplyError, apology, to_reply  # noqa: E402
+from dispatch.responses import Reply, ReplyError, apology, escape_speech, to_reply  # noqa: E402
 from skill.envelope import raw_body, raw_envelope  # noqa: E402
 from skill.messages import abilities, message  # noqa: E402
 
@@ -100,7 +107,7 @@ class Dispatcher:
             return self._apologise(record, locale, exc.kind, detail, request_id)
         record.function_ms = (time.perf_counter() - started) * 1000
         try:
-            return to_reply(raw, route, locale or "en-US")
+            return to_reply(raw, route, locale or "en-US", carried_attributes=_carried())
         except ReplyError as exc:
             return self._apologise(record, locale, exc.kind, str(exc), request_id)
 
@@ -120,6 +127,13 @@ class Dispatcher:
         return apology(locale or "en-US")
 
 
+def _carried() -> dict[str, Any] | None:
+    """The request's session attributes: the SDK sends them back unless a reply sets its own."""
+    session = (raw_envelope() or {}).get("session")
+    attributes = session.get("attributes") if isinstance(session, dict) else None
+    return attributes if isinstance(attributes, dict) else None
+
+
 def _payload(route: Route) -> dict[str, Any] | bytes:
     """The request as Alexa sent it: its very bytes, or narrowed to `route.arguments`."""
     if route.arguments is None:
@@ -135,10 +149,17 @@ def _payload(route: Route) -> dict[str, Any] | bytes:
 def respond(handler_input: HandlerInput, reply: Reply) -> Response:
     """Build the ASK response for a Reply with the SDK's response builder."""
     builder = handler_input.response_builder
+    # SSML goes in as the complete document it already is: the builder's
+    # speak()/ask() strip only a bare "<speak>" and would nest one with attributes.
     if reply.speech_ssml is not None:
-        builder.speak(reply.speech_ssml)
+        builder.response.output_speech = SsmlOutputSpeech(ssml=reply.speech_ssml)
     if reply.reprompt_ssml is not None:
-        builder.ask(reply.reprompt_ssml)
+        builder.response.reprompt = Reprompt(
+            output_speech=SsmlOutputSpeech(ssml=reply.reprompt_ssml)
+        )
+        builder.set_should_end_session(False)
+    if reply.can_fulfill_intent is not None:
+        builder.response.can_fulfill_intent = reply.can_fulfill_intent  # passed through as is
     if reply.card is not None:
         builder.set_card(_card(reply.card))
     if reply.end_session is not None:
@@ -163,6 +184,14 @@ def _card(card: Any) -> Any:
             )
         return StandardCard(title=card.title, text=card.text, image=image)
     return SimpleCard(title=card.title, content=card.content)
+
+
+NO_SPEECH_TYPES = frozenset({"SessionEndedRequest", "CanFulfillIntentRequest"})
+
+
+def _accepts_speech(handler_input: HandlerInput) -> bool:
+    envelope = handler_input.request_envelope
+    return envelope.session is not None and _request_type(handler_input) not in NO_SPEECH_TYPES
 
 
 def _locale(handler_input: HandlerInput) -> str | None:
@@ -208,6 +237,10 @@ class RoutedRequestHandler(AbstractRequestHandler):
         record = _note(handler_input)
         name = record.intent or record.request_type or ""
         reply = self.dispatcher.answer(name, record.locale, record.request_id)
+        if record.outcome == "apology" and not _accepts_speech(handler_input):
+            # Events without a session (AudioPlayer.*, ...) and CanFulfillIntentRequest
+            # accept no speech: a failure is acknowledged silently, and logged.
+            return handler_input.response_builder.response
         return respond(handler_input, reply)
 
 
@@ -241,14 +274,20 @@ class BuiltInIntentHandler(AbstractRequestHandler):
         builder = handler_input.response_builder
         what = _abilities(self.examples, locale)
         if record.intent in ("AMAZON.StopIntent", "AMAZON.CancelIntent"):
-            return builder.speak(message(locale, "stop")).set_should_end_session(True).response
+            goodbye = escape_speech(message(locale, "stop"))
+            return builder.speak(goodbye).set_should_end_session(True).response
         if record.intent == "AMAZON.HelpIntent":
             text = message(locale, "help", abilities=what)
         elif record.intent == "AMAZON.FallbackIntent":
             text = message(locale, "fallback", abilities=what)
         else:  # NavigateHome: back to the start of the skill
             text = message(locale, "welcome", abilities=what)
-        return builder.speak(text).ask(message(locale, "reprompt")).response
+        # Model samples and messages are plain text: escaped before they become SSML.
+        return (
+            builder.speak(escape_speech(text))
+            .ask(escape_speech(message(locale, "reprompt")))
+            .response
+        )
 
 
 class IntentForwardHandler(AbstractRequestHandler):

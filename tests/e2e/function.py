@@ -40,6 +40,16 @@ REPLIES = {
             "turn": (p.get("session", {}).get("attributes") or {}).get("turn", 0) + 1
         },
     },
+    "ssmlattr": lambda p: {"speech": '<speak xml:lang="de-DE">Hallo</speak>'},
+    "canfulfill": lambda p: {
+        "version": "1.0",
+        "response": {
+            "canFulfillIntent": {
+                "canFulfill": "YES",
+                "slots": {"name": {"canUnderstand": "YES", "canFulfill": "YES"}},
+            }
+        },
+    },
     # Echoes what it received, so tests can see the payload the dispatcher sent.
     "echo": lambda p: {"speech": "echo", "session_attributes": {"received": p}},
 }

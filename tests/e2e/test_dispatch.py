@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from dispatch.responses import ssml_to_text
 from tests.e2e.conftest import envelope, free_port, intent, post
 
 ROUTES = """
@@ -71,6 +72,19 @@ port = {data}
 [intents."AudioPlayer.PlaybackFailed"]
 host = "127.0.0.1"
 port = {short}
+
+[intents."AudioPlayer.PlaybackStopped"]
+host = "127.0.0.1"
+port = {down}
+timeout = 0.5
+
+[intents.GermanIntent]
+host = "127.0.0.1"
+port = {ssmlattr}
+
+[intents.CanFulfillIntentRequest]
+host = "127.0.0.1"
+port = {canfulfill}
 """
 
 MODES = [
@@ -84,6 +98,8 @@ MODES = [
     "huge",
     "session",
     "echo",
+    "ssmlattr",
+    "canfulfill",
 ]
 
 
@@ -157,6 +173,37 @@ def test_failing_function_gets_spoken_apology_and_precise_log_line(signed, serve
     assert f"route={name}" in line
 
 
+def test_ssml_with_attributes_on_speak_is_sent_as_one_document(signed, server):
+    response = ask(signed, server, intent("GermanIntent"))["response"]
+    assert response["outputSpeech"]["ssml"] == '<speak xml:lang="de-DE">Hallo</speak>'
+
+
+def test_can_fulfill_answer_is_passed_through(signed, server):
+    body = envelope(
+        {"type": "CanFulfillIntentRequest", "intent": {"name": "HelloIntent", "slots": {}}}
+    )
+    response = ask(signed, server, body)["response"]
+    assert response["canFulfillIntent"]["canFulfill"] == "YES"
+    assert "outputSpeech" not in response
+
+
+def test_routed_event_without_session_fails_silently_not_with_speech(signed, server):
+    body = envelope({"type": "AudioPlayer.PlaybackStopped", "token": "t"})
+    del body["session"]
+    answer = signed(server.url, body)
+    assert answer.status == 200
+    assert answer.json["response"] == {}
+    server.wait_for_log(f"request_id={body['request']['requestId']}")
+
+
+def test_carried_session_attributes_count_towards_the_24_kib_limit(signed, server):
+    body = intent("TextIntent", session_attributes={"big": "x" * 30_000})
+    response = ask(signed, server, body)
+    assert "Sorry" in response["response"]["outputSpeech"]["ssml"]
+    log = server.wait_for_log(f"request_id={body['request']['requestId']}")
+    assert "reason=reply-too-large" in log
+
+
 def test_session_attributes_round_trip(signed, server):
     first = ask(signed, server, intent("SessionIntent"))
     assert first["sessionAttributes"] == {"turn": 1}
@@ -211,7 +258,7 @@ def test_launch_without_route_welcomes_and_keeps_the_session_open(signed, server
 )
 def test_built_in_intents_have_default_replies(signed, server, name, expect, ends):
     response = ask(signed, server, intent(name))["response"]
-    assert expect in response["outputSpeech"]["ssml"]
+    assert expect in ssml_to_text(response["outputSpeech"]["ssml"])
     assert response["shouldEndSession"] is ends
 
 
