@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,8 +15,35 @@ ROUTE_KEYS = frozenset(
     {"host", "port", "timeout", "arguments", "idempotent", "concurrency", "speech", "probe"}
 )
 
-# A DNS name a Docker service may have: labels of letters, digits, '-' and '_'.
-_HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$")
+# One label of a DNS name a Docker service may have: 1-63 letters, digits, '-' and '_',
+# not starting or ending with '-'. Longer labels make getaddrinfo raise UnicodeError (IDNA).
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+_MAX_HOST = 253
+# The host the naming convention makes of an intent name: one label that starts with a
+# letter, so no intent name can be read as an address ("2130706433" is 127.0.0.1 to
+# getaddrinfo, as is "0x7f000001") however the request names it.
+_NAMED_HOST = re.compile(r"[A-Za-z]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def is_host(host: str) -> bool:
+    """An IP literal (10.0.0.5, fd00::5), or a DNS name a configured route may name.
+
+    A name is dot-separated labels (see _LABEL), at most 253 characters, and its last
+    label is not all digits (RFC 3696 §2): getaddrinfo would read "2130706433" or
+    "127.1" as an IPv4 address, not look it up.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    labels = host.split(".")
+    return (
+        len(host) <= _MAX_HOST
+        and all(_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
 
 
 class NoRoute(LookupError):
@@ -62,7 +90,7 @@ def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Ro
     if unknown:
         raise RouteError(unknown[0], f"unknown key (allowed: {', '.join(sorted(ROUTE_KEYS))})")
     host = table.get("host")
-    if not isinstance(host, str) or not _HOST.match(host):
+    if not isinstance(host, str) or not is_host(host):
         raise RouteError("host", "must be a host name or address")
     port = table.get("port", default_port)
     if not _is_int(port) or not 0 < port < 65536:
@@ -130,7 +158,8 @@ class Router:
     """Resolves intent names and request types to routes.
 
     Configured routes win; with `naming = "intent"` an unrouted custom intent
-    goes to the host of its own name (a Swarm service named after the intent).
+    goes to the host of its own name (a Swarm service named after the intent) when
+    that name is one DNS label starting with a letter; any other name has no route.
     """
 
     routes: Mapping[str, Route] = field(default_factory=dict)
@@ -141,7 +170,7 @@ class Router:
         route = self.routes.get(name)
         if route is not None:
             return route
-        if self.naming == "intent" and is_custom_intent(name) and _HOST.match(name):
+        if self.naming == "intent" and is_custom_intent(name) and _NAMED_HOST.fullmatch(name):
             return Route(name=name, host=name, port=self.function_port, source="naming")
         raise NoRoute(name)
 

@@ -103,6 +103,12 @@ def test_config_file_comes_from_environment_when_no_flag(tmp_path):
         ("[intents.X]\nhost = 'x'\nspeech = 3\n", "intents.X.speech", "string"),
         ("[intents.X]\nhost = 'x'\nprobe = 'ping'\n", "intents.X.probe", "connect"),
         ('[intents."AMAZON.HelpIntent"]\nhost = 1\n', 'intents."AMAZON.HelpIntent".host', "host"),
+        # getaddrinfo reads an all-digit name as an IPv4 number: 2130706433 is 127.0.0.1.
+        ("[intents.X]\nhost = '2130706433'\n", "intents.X.host", "host"),
+        ("[intents.X]\nhost = '127.1'\n", "intents.X.host", "host"),
+        # A DNS label is at most 63 characters; getaddrinfo raises UnicodeError past that.
+        (f"[intents.X]\nhost = '{'a' * 64}.example'\n", "intents.X.host", "host"),
+        ("[intents.X]\nhost = 'a..b'\n", "intents.X.host", "host"),
         (
             "[verification]\ntrusted_roots = ['/nonexistent.pem']\n",
             "verification.trusted_roots[0]",
@@ -171,6 +177,35 @@ def test_naming_convention_applies_to_custom_intents_only(tmp_path):
         with pytest.raises(NoRoute):
             router.resolve(name)
     assert router.resolve("AMAZON.HelpIntent").source == "config"
+
+
+def test_naming_convention_only_produces_host_names_that_start_with_a_letter():
+    router = Router({}, naming="intent")
+    # All digits would reach an address (2130706433 is 127.0.0.1 to getaddrinfo); a label
+    # over 63 characters is no DNS name; a leading digit, underscore or dash is not a name.
+    for name in ("2130706433", "0x7f000001", "1Intent", "_Intent", "-Intent", "A" * 64):
+        with pytest.raises(NoRoute):
+            router.resolve(name)
+    assert router.resolve("A" * 63).host == "A" * 63
+    assert router.resolve("Hello_World-2").host == "Hello_World-2"
+
+
+def test_configured_ip_literals_and_long_dotted_names_are_accepted(tmp_path):
+    text = (
+        "[intents.A]\nhost = '10.0.0.5'\n"
+        "[intents.B]\nhost = '::1'\n"
+        "[intents.C]\nhost = 'fd00::5'\n"
+        f"[intents.D]\nhost = '{'a' * 63}.{'b' * 63}.example'\n"
+        "[intents.E]\nhost = '3d-render'\n"
+    )
+    settings = load_settings(write(tmp_path, text), environ={})
+    assert {name: route.host for name, route in settings.routes.items()} == {
+        "A": "10.0.0.5",
+        "B": "::1",
+        "C": "fd00::5",
+        "D": f"{'a' * 63}.{'b' * 63}.example",
+        "E": "3d-render",
+    }
 
 
 def test_naming_none_refuses_unrouted_intents(tmp_path):
