@@ -242,6 +242,16 @@ def test_a_bad_sha256_signature_never_falls_back_to_a_good_sha1_one(chain):
     assert refusal(verifier, headers) == "signature"
 
 
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_present_but_blank_sha256_header_never_falls_back_to_sha1(chain, blank):
+    # Present means used: a blank Signature-256 is refused as `headers` even when a good
+    # SHA-1 Signature header is there and allow_sha1 is on.
+    verifier, fetch = verifier_for(chain, allow_sha1=True)
+    headers = {**chain.sign(BODY, sha1=True), "Signature-256": blank}
+    assert refusal(verifier, headers) == "headers"
+    assert fetch.calls == []
+
+
 @pytest.mark.parametrize("missing", ["Signature-256", "SignatureCertChainUrl"])
 def test_missing_header_is_refused_as_headers(chain, missing):
     verifier, fetch = verifier_for(chain)

@@ -139,9 +139,17 @@ class SignatureVerifier(AbstractVerifier):
             raise SignatureInvalid("signature does not match the request body") from None
 
     def _signature_header(self, headers: Any) -> tuple[str, hashes.HashAlgorithm]:
+        """The signature to check and its hash: Signature-256 whenever it is present at all.
+
+        Present means used: a `Signature-256` header, even empty or blank, is the one
+        checked (blank is refused as `headers`); the legacy SHA-1 `Signature` is read only
+        when `Signature-256` is absent and `allow_sha1` is on. A fallback would let anyone
+        who can blank one header downgrade the request to SHA-1.
+        """
         value = _header(headers, SIGNATURE_256_HEADER)
-        if value:
-            # Present means used: never fall back to SHA-1 when SHA-256 fails.
+        if value is not None:
+            if not value:
+                raise HeadersMissing(f"{SIGNATURE_256_HEADER} header is empty")
             return value, _SHA256
         if self.allow_sha1:
             value = _header(headers, SIGNATURE_SHA1_HEADER)
@@ -272,4 +280,5 @@ def _header(headers: Any, name: str) -> str | None:
                 break
     if value is None:
         return None
-    return value.strip() if isinstance(value, str) else None
+    # Present but not text counts as present and empty, never as absent.
+    return value.strip() if isinstance(value, str) else ""
