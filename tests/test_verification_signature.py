@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from werkzeug.datastructures import Headers
 
 from tests import pki
 from verification import SignatureVerifier, VerificationFailed
+from verification.devca import local_chains_fetcher
 from verification.errors import CertFetchFailed
 from verification.signature import certifi_roots
 
@@ -287,6 +289,61 @@ def test_an_injected_fetcher_raising_anything_is_a_cert_fetch_refusal(chain):
 
     verifier = SignatureVerifier(roots=[chain.root.cert], fetch=broken, now=Clock())
     assert refusal(verifier, chain.sign(BODY)) == "cert-fetch"
+
+
+def failure(verifier: SignatureVerifier, headers, body: bytes = BODY) -> VerificationFailed:
+    with pytest.raises(VerificationFailed) as caught:
+        verifier.verify(headers, body.decode("utf-8"), None)
+    return caught.value
+
+
+def test_fetch_failure_message_is_fixed_text_and_the_detail_is_kept_for_the_log(chain):
+    # `.message` reaches HTTP clients: no resolver errors, no exception text there.
+    def unresolvable(url: str) -> bytes:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    verifier = SignatureVerifier(roots=[chain.root.cert], fetch=unresolvable, now=Clock())
+    refused = failure(verifier, chain.sign(BODY))
+
+    assert refused.reason == "cert-fetch"
+    assert refused.message == "certificate chain could not be fetched"
+    assert "gaierror" not in str(refused) and "Errno" not in str(refused)
+    assert refused.detail is not None
+    assert "gaierror" in refused.detail and "Name or service not known" in refused.detail
+
+
+def test_fetcher_failure_text_goes_to_detail_not_message(chain):
+    verifier, _ = verifier_for(chain)
+    other = "https://s3.amazonaws.com/echo.api/missing.pem"
+    refused = failure(verifier, {**chain.sign(BODY), "SignatureCertChainUrl": other})
+
+    assert refused.message == "certificate chain could not be fetched"
+    assert refused.detail is not None and "missing.pem" in refused.detail
+
+
+def test_unreadable_local_dev_chain_keeps_its_path_out_of_the_message(chain, tmp_path):
+    absent = tmp_path / "secret-place" / "chain.pem"
+    fetch = local_chains_fetcher({chain.url: absent}, fallback=None)
+    verifier = SignatureVerifier(roots=[chain.root.cert], fetch=fetch, now=Clock())
+    refused = failure(verifier, chain.sign(BODY))
+
+    assert refused.reason == "cert-fetch"
+    assert str(tmp_path) not in refused.message and "secret-place" not in refused.message
+    assert refused.detail is not None and str(absent) in refused.detail
+
+
+def test_chain_failure_message_is_fixed_text_with_the_detail_apart(chain):
+    verifier, _ = verifier_for(chain, roots=[pki.root("Someone Else").cert])
+    refused = failure(verifier, chain.sign(BODY))
+
+    assert refused.reason == "chain"
+    assert refused.message == "certificate chain does not validate"
+    assert refused.detail
+
+
+def test_verification_failed_detail_defaults_to_none():
+    assert CertFetchFailed("short").detail is None
+    assert CertFetchFailed("short", detail="long").detail == "long"
 
 
 def test_fetcher_receives_the_normalized_url(chain):

@@ -122,7 +122,10 @@ def local_chains_fetcher(
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise CertFetchFailed(f"local chain {path} unreadable: {exc.strerror}") from None
+            raise CertFetchFailed(
+                "local certificate chain is unreadable",
+                detail=f"local chain {path} unreadable: {exc.strerror}",
+            ) from None
 
     return fetch
 

@@ -10,13 +10,19 @@ from ask_sdk_webservice_support.verifier import VerificationException  # noqa: E
 
 
 class VerificationFailed(VerificationException):
-    """A request failed verification; `reason` is a stable code (DESIGN §5)."""
+    """A request failed verification; `reason` is a stable code (DESIGN §5).
+
+    `message` is short, fixed text that may be shown to the HTTP client; `detail`
+    (or None) is what happened in full — resolver errors, exception text, local
+    paths — for the operator log only, never for the client.
+    """
 
     reason = "verification"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail
 
 
 class HeadersMissing(VerificationFailed):

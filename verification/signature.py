@@ -49,6 +49,7 @@ SIGNATURE_SHA1_HEADER = "Signature"
 CERT_URL_HEADER = "SignatureCertChainUrl"
 ALEXA_SAN = "echo-api.amazon.com"
 CACHE_SIZE = 64
+FETCH_FAILED = "certificate chain could not be fetched"
 
 _PADDING = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
@@ -182,7 +183,7 @@ class SignatureVerifier(AbstractVerifier):
                 return loading.result().key
             except VerificationFailed as exc:
                 # A fresh exception per waiter; they must not share one traceback.
-                raise type(exc)(exc.message) from None
+                raise type(exc)(exc.message, detail=exc.detail) from None
         try:
             entry = self._load(url, now)
         except BaseException as exc:
@@ -201,12 +202,17 @@ class SignatureVerifier(AbstractVerifier):
 
     def _load(self, url: str, now: datetime) -> _LeafKey:
         normalized = check_cert_url(url)  # before anything is fetched
+        # A fetcher's own text names hosts, resolver errors and local paths: that is
+        # for the operator log (`detail`), the message stays one fixed sentence.
         try:
             pem = self._fetch(normalized)
+        except CertFetchFailed as exc:
+            raise CertFetchFailed(FETCH_FAILED, detail=exc.detail or exc.message) from None
         except VerificationFailed:
             raise
         except Exception as exc:  # an injected fetcher's own errors are still fetch failures
-            raise CertFetchFailed(f"certificate chain fetch failed: {exc}") from None
+            detail = f"certificate chain fetch failed: {type(exc).__name__}: {exc}"
+            raise CertFetchFailed(FETCH_FAILED, detail=detail) from None
         return self._validate(pem, now)
 
     def _validate(self, pem: bytes, now: datetime) -> _LeafKey:
@@ -222,9 +228,15 @@ class SignatureVerifier(AbstractVerifier):
         # policy verifier below would fold them all into one error.
         not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
         if now > not_after:
-            raise CertExpired(f"signing certificate expired at {not_after.isoformat()}")
+            raise CertExpired(
+                "signing certificate has expired",
+                detail=f"signing certificate expired at {not_after.isoformat()}",
+            )
         if now < not_before:
-            raise CertNotYetValid(f"signing certificate valid from {not_before.isoformat()}")
+            raise CertNotYetValid(
+                "signing certificate is not valid yet",
+                detail=f"signing certificate valid from {not_before.isoformat()}",
+            )
         if ALEXA_SAN not in _san_dns_names(leaf):
             raise SanMismatch(f"signing certificate SAN does not name {ALEXA_SAN}")
         verifier = (
@@ -233,7 +245,10 @@ class SignatureVerifier(AbstractVerifier):
         try:
             path = verifier.verify(leaf, intermediates)
         except VerificationError as exc:
-            raise ChainInvalid(f"certificate chain does not validate: {exc}") from None
+            raise ChainInvalid(
+                "certificate chain does not validate",
+                detail=f"certificate chain does not validate: {exc}",
+            ) from None
         key = leaf.public_key()
         if not isinstance(key, RSAPublicKey):
             raise ChainInvalid("signing certificate key is not RSA")
