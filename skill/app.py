@@ -27,7 +27,13 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
-from skill.envelope import MAX_BODY_BYTES, EnvelopeSerializer, MalformedRequest, precheck  # noqa: E402
+from skill.envelope import (  # noqa: E402
+    MAX_BODY_BYTES,
+    EnvelopeSerializer,
+    MalformedRequest,
+    precheck,
+    raw_envelope,
+)
 from skill.handlers import (  # noqa: E402
     BUILT_INS,
     ApologyExceptionHandler,
@@ -50,6 +56,21 @@ from skill.verifiers import build_verifiers  # noqa: E402
 log = logging.getLogger("funker_dispatch")
 
 ALEXA_ENDPOINT = "alexa"
+MAX_ID_LOGGED = 128  # Alexa's request ids are ~70 characters; a body may claim anything
+
+# What a refused client is told, by reason; the detail goes to the operator log.
+PUBLIC_MESSAGES = {
+    "headers": "signature headers missing or unreadable",
+    "cert-url": "certificate chain URL is not an Amazon signing URL",
+    "cert-fetch": "certificate chain could not be fetched",
+    "chain": "certificate chain is not trusted",
+    "san": "signing certificate is not for echo-api.amazon.com",
+    "expired": "signing certificate has expired",
+    "not-yet-valid": "signing certificate is not yet valid",
+    "signature": "signature does not match the request body",
+    "timestamp": "request timestamp is too far from now",
+    "application-id": "request is not for this skill",
+}
 JSON_TYPES = ("application/json", "text/json")
 
 # flask-ask-sdk logs these with a full traceback for every refused request; we
@@ -66,7 +87,10 @@ def create_app(settings: Settings) -> Flask:
     """Build the app from settings; nothing happens at import time."""
     app = Flask("funker_dispatch")
     app.logger.addFilter(_DropAdapterNoise())
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte over the cap: werkzeug refuses a larger Content-Length itself but
+    # silently truncates a chunked body there, and the pre-check then sees it is
+    # too large instead of acting on a cut-off request.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.config["SETTINGS"] = settings
     # Our verifiers replace the SDK's own (which need certvalidator/oscrypto).
     app.config[VERIFY_SIGNATURE_APP_CONFIG] = False
@@ -93,7 +117,14 @@ def create_app(settings: Settings) -> Flask:
         verifiers=verifiers,
         app=app,
     )
-    adapter.register(app=app, route=settings.server.path, endpoint=ALEXA_ENDPOINT)
+    # SkillAdapter.register() without Flask's automatic OPTIONS: only POST reaches it.
+    app.add_url_rule(
+        settings.server.path,
+        endpoint=ALEXA_ENDPOINT,
+        view_func=adapter.dispatch_request,
+        methods=["POST"],
+        provide_automatic_options=False,
+    )
 
     known_intents = {*settings.routes, *BUILT_INS}
     known_intents.update(name for model in models.values() for name in model.samples)
@@ -155,12 +186,16 @@ def _discovery_starter(discovery: DockerDiscovery) -> Any:
     lock = threading.Lock()
 
     def start() -> None:
-        if started.get("pid") == os.getpid():
+        # Health, readiness and metrics never wait on the Docker socket.
+        if started.get("pid") == os.getpid() or request.endpoint not in (ALEXA_ENDPOINT, "intents"):
             return
         with lock:
             if started.get("pid") != os.getpid():
-                discovery.start()  # refreshes once before returning
                 started["pid"] = os.getpid()
+                try:
+                    discovery.start()  # refreshes once before returning
+                except Exception:  # discovery must never take the endpoint down
+                    log.exception("docker discovery failed to start; configured routes still serve")
 
     return start
 
@@ -243,22 +278,29 @@ def _http_error(exc: HTTPException) -> Response:
     record: RequestRecord | None = g.get("record")
     if isinstance(cause, VerificationException):
         reason = getattr(cause, "reason", "verification")
-        message = getattr(cause, "message", "request failed verification")
+        detail = getattr(cause, "detail", None) or getattr(cause, "message", str(cause))
         log.warning(
             "verification failed: request_id=%s reason=%s detail=%s",
             _request_id(),
             reason,
-            message,
+            detail,
         )
         if record is not None:
             record.outcome, record.reason = "rejected", reason
-        return error_response(reason, message, 400)
+        # The client learns the reason code, never our internals (paths, resolver errors).
+        return error_response(
+            reason, PUBLIC_MESSAGES.get(reason, "request failed verification"), 400
+        )
     if isinstance(cause, SerializationException):
         if record is not None:
             record.outcome, record.reason = "rejected", "malformed"
         return error_response("malformed", "body is not a valid Alexa request", 400)
     if exc.code == 500:
         return _unexpected_error(cause or exc)
+    if record is None and exc.code == 405:
+        # Refused before any endpoint matched: still one log line and one count.
+        g.started = time.perf_counter()
+        record = g.record = start_record()
     error = {
         405: "method-not-allowed",
         413: "too-large",
@@ -278,14 +320,14 @@ def _unexpected_error(exc: BaseException) -> Response:
 
 
 def _request_id() -> str | None:
+    """The request id for logs: a string from the (possibly unverified) body, cut short."""
     record: RequestRecord | None = g.get("record")
-    if record is not None and record.request_id:
-        return record.request_id
-    from skill.envelope import raw_envelope
-
-    raw = raw_envelope()
-    request_part = raw.get("request") if raw else None
-    return request_part.get("requestId") if isinstance(request_part, dict) else None
+    request_id: Any = record.request_id if record is not None else None
+    if not request_id:
+        raw = raw_envelope()
+        request_part = raw.get("request") if raw else None
+        request_id = request_part.get("requestId") if isinstance(request_part, dict) else None
+    return request_id[:MAX_ID_LOGGED] if isinstance(request_id, str) else None
 
 
 def _request_done(exc: BaseException | None) -> None:
@@ -327,7 +369,7 @@ def _observe(record: RequestRecord, response: Response) -> None:
         verify_ms = (record.handled_at - g.checked_at) * 1000
     log_request(
         {
-            "request_id": record.request_id or _request_id(),
+            "request_id": _request_id(),
             "request_type": record.request_type,
             "intent": record.intent,
             "route": record.route,

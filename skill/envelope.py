@@ -45,6 +45,7 @@ class MalformedRequest(ValueError):
 
 def precheck(body: bytes) -> tuple[str, dict[str, Any]]:
     """Validate size, UTF-8, JSON object shape and request.type; remember the parse."""
+    _RAW.set(None)  # nothing of the previous request on this thread survives a refusal
     if len(body) > MAX_BODY_BYTES:
         raise MalformedRequest(
             f"body larger than {MAX_BODY_BYTES} bytes", error="too-large", status=413
@@ -54,7 +55,7 @@ def precheck(body: bytes) -> tuple[str, dict[str, Any]]:
     except UnicodeDecodeError:
         raise MalformedRequest("body is not UTF-8") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise MalformedRequest("JSON nested too deeply") from None
     except ValueError:
@@ -71,6 +72,11 @@ def precheck(body: bytes) -> tuple[str, dict[str, Any]]:
         raise MalformedRequest("request.type is not a request type")
     _RAW.set((text, data, body))
     return text, data
+
+
+def _not_json(constant: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and every other parser) does not.
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _depth(value: Any) -> int:

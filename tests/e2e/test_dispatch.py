@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -339,6 +340,7 @@ BAD_BODIES = [
         "malformed",
     ),
     ("empty body", b"", "malformed"),
+    ("NaN is not JSON", b'{"request": {"type": "IntentRequest"}, "x": NaN}', "malformed"),
 ]
 
 
@@ -361,6 +363,35 @@ def test_body_over_256_kib_gets_413(signed, server):
     body = intent("EchoIntent")
     body["padding"] = "x" * (256 * 1024)
     assert_json_error(signed(server.url, json.dumps(body).encode()), 413, "too-large")
+
+
+def test_chunked_body_over_256_kib_gets_413_not_a_truncated_answer(dev_ca, server):
+    import http.client
+    from urllib.parse import urlsplit
+
+    valid = json.dumps(intent("EchoIntent")).encode()
+    # A valid envelope followed by whitespace: cut at 256 KiB it would still parse.
+    body = valid + b" " * (300 * 1024)
+    address = urlsplit(server.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=15)
+    try:
+        chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+        headers = {"Content-Type": "application/json", **dev_ca.sign(body)}
+        # The server may answer and close before the whole body is sent.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request("POST", "/", body=chunks, headers=headers, encode_chunked=True)
+        response = connection.getresponse()
+        status, payload = response.status, json.loads(response.read())
+    finally:
+        connection.close()
+    assert status == 413
+    assert payload["error"] == "too-large"
+
+
+def test_options_on_the_alexa_path_gets_405_and_a_log_line(server):
+    answer = post(server.url + "/", b"", method="OPTIONS")
+    assert_json_error(answer, 405, "method-not-allowed")
+    server.wait_for_log('"reason":"method-not-allowed"')
 
 
 def test_get_on_the_alexa_path_gets_405(server):
