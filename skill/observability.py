@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -31,17 +32,27 @@ ALEXA_LOCALES = frozenset(
 request_log = logging.getLogger("funker_dispatch.requests")
 
 
-def prepare_multiprocess() -> str:
-    """Point prometheus-client at an empty directory shared by this master's workers."""
+def prepare_multiprocess() -> tuple[str, bool]:
+    """Point prometheus-client at an empty directory shared by this master's workers.
+
+    Returns the directory and whether we created it (then `cleanup_multiprocess`
+    removes it at exit). A configured directory is only emptied of metric files.
+    """
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
-        # A directory left by an earlier run would add its counts to ours.
-        shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory, exist_ok=True)
-    else:
-        directory = tempfile.mkdtemp(prefix="funker-dispatch-metrics-")
-        os.environ[MULTIPROC_ENV] = directory
-    return directory
+        # Files left by an earlier run would add their counts to ours; anything
+        # else in the directory is not ours to delete.
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return directory, False
+    directory = tempfile.mkdtemp(prefix="funker-dispatch-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    return directory, True
+
+
+def cleanup_multiprocess(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def mark_worker_dead(pid: int) -> None:

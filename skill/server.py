@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from skill.observability import mark_worker_dead, prepare_multiprocess
+from skill.observability import cleanup_multiprocess, mark_worker_dead, prepare_multiprocess
 from skill.settings import DEVELOPMENT_SKILL_ID, LocalFunction, Settings
 
 log = logging.getLogger("funker_dispatch")
@@ -36,7 +37,7 @@ class DispatchServer(BaseApplication):  # type: ignore[misc]
             "workers": server.workers,
             "threads": server.threads,
             "worker_class": "gthread",
-            "graceful_timeout": int(server.graceful_timeout),
+            "graceful_timeout": math.ceil(server.graceful_timeout),  # gunicorn wants whole seconds
             # A worker stuck past Alexa's 8 s is useless; gunicorn restarts it.
             "timeout": 30,
             "keepalive": 5,
@@ -75,19 +76,21 @@ def serve(settings: Settings) -> None:
         log.warning("TIMESTAMP VERIFICATION IS OFF: captured requests can be replayed")
     if not settings.skill.application_ids:
         log.warning("no [skill] application_ids: requests for ANY skill id are accepted")
-    prepare_multiprocess()  # before anything imports prometheus_client
+    metrics_dir, ours = prepare_multiprocess()  # before anything imports prometheus_client
     children: list[subprocess.Popen[bytes]] = []
     master = os.getpid()
 
     def stop_children() -> None:
         # Workers are forked from this process and inherit atexit handlers:
-        # only the master owns the function processes.
+        # only the master owns the function processes and the metrics directory.
         if os.getpid() == master:
             stop_functions(children)
+            if ours:
+                cleanup_multiprocess(metrics_dir)
 
+    atexit.register(stop_children)
     if settings.functions:
-        children = start_functions(settings.functions)
-        atexit.register(stop_children)
+        children.extend(start_functions(settings.functions))
     if settings.embedded:
         _print_embedded_banner(settings)
     DispatchServer(settings, on_exit=stop_children).run()

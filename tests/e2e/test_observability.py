@@ -160,3 +160,15 @@ def test_server_with_verification_off_says_so_loudly_and_still_checks_the_skill_
     assert post(server.url + "/", unsigned).status == 200
     stranger = json.dumps(intent("TextIntent", application_id="amzn1.ask.skill.other")).encode()
     assert post(server.url + "/", stranger).json["error"] == "application-id"
+
+
+def test_configured_metrics_directory_loses_only_stale_metric_files(
+    start_server, ports, tmp_path_factory
+):
+    directory = tmp_path_factory.mktemp("metrics")
+    (directory / "keep.txt").write_text("not ours")
+    (directory / "counter_999999.db").write_bytes(b"stale")
+    server = start_server(ROUTES.format(**ports), env={"PROMETHEUS_MULTIPROC_DIR": str(directory)})
+    assert post(server.url + "/metrics", b"", method="GET").status == 200
+    assert (directory / "keep.txt").read_text() == "not ours"
+    assert not (directory / "counter_999999.db").exists()
