@@ -53,6 +53,10 @@ class Exchange:
     body: bytes
 
 
+class EnvelopeInvalid(ValueError):
+    """A recorded request file cannot be replayed; the message says what is missing."""
+
+
 class EndpointUnreachable(ConnectionError):
     """Nothing answers at the URL (refused, no route, name not found)."""
 
@@ -227,10 +231,22 @@ class Conversation:
 
     def replay(self, recorded: dict[str, Any], said: str) -> Turn:
         """Send a recorded envelope as it is, but stamped now and signed (a file's timestamp
-        is stale, and the signature must cover the exact bytes sent)."""
+        is stale, and the signature must cover the exact bytes sent).
+
+        Refuses (EnvelopeInvalid, a ValueError) an envelope whose `request` is not an
+        object with a string `type`, before anything is sent. Anything else is sent as
+        recorded, even when the skill will refuse it: that is what a replay is for.
+        """
+        if not isinstance(recorded, dict):
+            raise EnvelopeInvalid("not a request envelope (a JSON object)")
+        request = recorded.get("request")
+        if not isinstance(request, dict):
+            what = "has no" if request is None else "has a non-object"
+            raise EnvelopeInvalid(f'the envelope {what} "request" (an object with a "type")')
+        if not isinstance(request.get("type"), str):
+            raise EnvelopeInvalid('the envelope\'s "request" has no string "type"')
         sent = json.loads(json.dumps(recorded))
-        if isinstance(sent.get("request"), dict):
-            sent["request"]["timestamp"] = timestamp()
+        sent["request"]["timestamp"] = timestamp()
         body = encode(sent)
         turn = Turn(said, sent, self.endpoint.post(body, dict(self.sign(body))))
         self._carry(turn)
@@ -248,7 +264,9 @@ class Conversation:
         # Alexa sends back exactly the attributes of the last response; an error
         # or a SessionEndedRequest closes the session.
         self.session.new = False
-        if turn.request["request"]["type"] == "SessionEndedRequest" or not turn.ok:
+        request = turn.request.get("request")  # a replayed file may hold anything else
+        kind = request.get("type") if isinstance(request, dict) else None
+        if kind == "SessionEndedRequest" or not turn.ok:
             self.ended = True
             return
         attributes = (turn.response or {}).get("sessionAttributes")
@@ -309,17 +327,27 @@ class Transcript:
 
 
 def _described(turn: Turn, model: InteractionModel | None) -> str:
-    request = turn.request["request"]
-    if request["type"] != "IntentRequest":
-        return request["type"]
-    intent = request["intent"]
-    parts = [intent["name"]]
-    for name, slot in intent.get("slots", {}).items():
-        if "value" not in slot:
+    # Defensive throughout: a replayed request file may lack any of these keys.
+    request = turn.request.get("request")
+    if not isinstance(request, dict):
+        return "(no request)"
+    kind = request.get("type")
+    if kind != "IntentRequest":
+        return str(kind)
+    intent = request.get("intent")
+    intent_name = intent.get("name") if isinstance(intent, dict) else None
+    if not isinstance(intent_name, str):
+        return "IntentRequest (no intent name)"
+    parts = [intent_name]
+    slots = intent.get("slots")
+    for name, slot in (slots if isinstance(slots, dict) else {}).items():
+        if not isinstance(slot, dict) or "value" not in slot:
             continue
         text = f"{name}={slot['value']!r}"
         resolution = (
-            resolve(model, intent["name"], name, slot["value"]) if model is not None else None
+            resolve(model, intent_name, name, slot["value"])
+            if model is not None and isinstance(slot["value"], str)
+            else None
         )
         if resolution is not None:
             text += f" → {resolution.value.name}" if resolution.value else " (ER_SUCCESS_NO_MATCH)"
@@ -363,12 +391,20 @@ def simulate(
     recorded: tuple[str, dict[str, Any]] | None = None,
     transcript: Transcript,
 ) -> int:
-    """Send one request; 0 when the skill answered 200 with a response."""
+    """Send one request; 0 when the skill answered 200 with a response, 1 when it did not,
+    2 when a recorded request file cannot be replayed (nothing was sent)."""
     conversation = Conversation(endpoint, model, sign, application_id, model.locale)
-    try:
-        if recorded is not None:
+    if recorded is not None:
+        try:
             turn = conversation.replay(recorded[1], f"(request {recorded[0]})")
-        elif launch:
+        except EnvelopeInvalid as error:
+            # The CLI's usage-error convention: the message on stderr, exit status 2.
+            print(f"funker-dispatch simulate: {recorded[0]}: {error}", file=sys.stderr)
+            return 2
+        transcript.turn(turn, model)
+        return 0 if turn.ok else 1
+    try:
+        if launch:
             turn = conversation.launch()
         elif end:
             turn = conversation.end()

@@ -142,6 +142,39 @@ def test_simulate_sends_a_recorded_request_file_stamped_now_and_signed(server, d
     server.wait_for_log('"intent":"SpaceCountIntent"')
 
 
+@pytest.mark.parametrize(
+    ("envelope", "missing"),
+    [
+        ({"foo": 1}, '"request"'),
+        ({"request": "LaunchRequest"}, '"request"'),
+        ({"request": {"intent": {"name": "HelloIntent"}}}, '"type"'),
+        ({"request": {"type": 7}}, '"type"'),
+    ],
+)
+def test_simulate_refuses_a_request_file_without_a_request_type(
+    dev_ca_home, tmp_path, envelope, missing
+):
+    recorded = tmp_path / "broken.json"
+    recorded.write_text(json.dumps(envelope))
+    # Nothing listens there: a refusal must come before anything is sent.
+    url = f"http://127.0.0.1:{free_port()}/"
+    done = cli("simulate", "--request", str(recorded), "--url", url, home=dev_ca_home)
+    assert done.returncode == 2, done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert "broken.json" in done.stderr and missing in done.stderr
+
+
+def test_simulate_a_request_file_whose_intent_request_has_no_intent(server, dev_ca_home, tmp_path):
+    envelope = json.loads((ROOT / "examples/requests/space-count.json").read_text())
+    del envelope["request"]["intent"]
+    recorded = tmp_path / "no-intent.json"
+    recorded.write_text(json.dumps(envelope))
+    done = cli("simulate", "--request", str(recorded), "--url", server.url, home=dev_ca_home)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (0, 1)
+    assert "IntentRequest" in done.stdout
+
+
 def test_simulate_json_prints_the_request_and_the_response(server, dev_ca_home):
     done = cli(
         "simulate",
