@@ -211,7 +211,13 @@ def _prefetch(verifiers: list[Any], urls: tuple[str, ...], ready: threading.Even
         for verifier in (v for v in verifiers if hasattr(v, "prefetch")):
             for url, error in verifier.prefetch(urls):
                 if error is not None:
-                    log.warning("prefetch failed: url=%s reason=%s", url, error)
+                    detail = getattr(error, "detail", None) or error
+                    log.warning(
+                        "prefetch failed: url=%s reason=%s detail=%s",
+                        url,
+                        getattr(error, "reason", "verification"),
+                        detail,
+                    )
     finally:
         ready.set()
 
