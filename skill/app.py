@@ -86,7 +86,8 @@ class _DropAdapterNoise(logging.Filter):
 def create_app(settings: Settings) -> Flask:
     """Build the app from settings; nothing happens at import time."""
     app = Flask("funker_dispatch")
-    app.logger.addFilter(_DropAdapterNoise())
+    if not any(isinstance(f, _DropAdapterNoise) for f in app.logger.filters):
+        app.logger.addFilter(_DropAdapterNoise())  # the logger is shared by every app
     # One byte over the cap: werkzeug refuses a larger Content-Length itself but
     # silently truncates a chunked body there, and the pre-check then sees it is
     # too large instead of acting on a cut-off request.
