@@ -466,6 +466,44 @@ def test_twenty_concurrent_first_requests_fetch_the_chain_once(chain):
     assert len(inner.calls) == 1
 
 
+def test_fetches_in_flight_are_bounded_and_a_new_url_past_the_bound_is_refused(chain):
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def held_fetch(url: str) -> bytes:
+        started.release()
+        release.wait(timeout=10)
+        return chain.pem
+
+    verifier = SignatureVerifier(
+        roots=[chain.root.cert], fetch=held_fetch, now=Clock(), max_concurrent_fetches=2
+    )
+    signed = chain.sign(BODY)
+    urls = [f"https://s3.amazonaws.com/echo.api/held-{n}.pem" for n in range(3)]
+    errors: list[BaseException] = []
+
+    def request(url: str) -> None:
+        try:
+            verifier.verify({**signed, "SignatureCertChainUrl": url}, BODY.decode(), None)
+        except BaseException as exc:
+            errors.append(exc)
+
+    held = [threading.Thread(target=request, args=(url,)) for url in urls[:2]]
+    for thread in held:
+        thread.start()
+    for _ in held:
+        assert started.acquire(timeout=10)  # both fetches are in flight
+    with pytest.raises(CertFetchFailed) as refused:
+        verifier.verify({**signed, "SignatureCertChainUrl": urls[2]}, BODY.decode(), None)
+    assert refused.value.reason == "cert-fetch"
+    release.set()
+    for thread in held:
+        thread.join(timeout=10)
+    assert errors == []
+    # The slots come back: the refused URL now loads.
+    verifier.verify({**signed, "SignatureCertChainUrl": urls[2]}, BODY.decode(), None)
+
+
 def test_concurrent_waiters_all_get_the_failure_with_its_reason():
     chain = pki.alexa_chain(dns_names=("example.com",))
     release = threading.Event()

@@ -49,6 +49,10 @@ SIGNATURE_SHA1_HEADER = "Signature"
 CERT_URL_HEADER = "SignatureCertChainUrl"
 ALEXA_SAN = "echo-api.amazon.com"
 CACHE_SIZE = 64
+#: Chain fetches in flight at once. Alexa uses one or two URLs, cached after the
+#: first request; a flood of distinct bogus URLs must not tie up every worker
+#: thread in 2-second fetches, so past this bound a new URL is refused at once.
+MAX_CONCURRENT_FETCHES = 4
 FETCH_FAILED = "certificate chain could not be fetched"
 
 _PADDING = padding.PKCS1v15()
@@ -101,6 +105,7 @@ class SignatureVerifier(AbstractVerifier):
         allow_sha1: bool = False,
         *,
         cache_size: int = CACHE_SIZE,
+        max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES,
     ) -> None:
         self.roots = list(roots) if roots is not None else certifi_roots()
         if not self.roots:
@@ -116,6 +121,7 @@ class SignatureVerifier(AbstractVerifier):
         self._cache: OrderedDict[str, _LeafKey] = OrderedDict()
         self._loading: dict[str, Future[_LeafKey]] = {}
         self._lock = threading.Lock()
+        self._fetch_slots = threading.BoundedSemaphore(max_concurrent_fetches)
 
     def verify(
         self, headers: Any, serialized_request_env: str, deserialized_request_env: Any
@@ -204,6 +210,8 @@ class SignatureVerifier(AbstractVerifier):
         normalized = check_cert_url(url)  # before anything is fetched
         # A fetcher's own text names hosts, resolver errors and local paths: that is
         # for the operator log (`detail`), the message stays one fixed sentence.
+        if not self._fetch_slots.acquire(blocking=False):
+            raise CertFetchFailed(FETCH_FAILED, detail="too many certificate fetches in flight")
         try:
             pem = self._fetch(normalized)
         except CertFetchFailed as exc:
@@ -213,6 +221,8 @@ class SignatureVerifier(AbstractVerifier):
         except Exception as exc:  # an injected fetcher's own errors are still fetch failures
             detail = f"certificate chain fetch failed: {type(exc).__name__}: {exc}"
             raise CertFetchFailed(FETCH_FAILED, detail=detail) from None
+        finally:
+            self._fetch_slots.release()
         return self._validate(pem, now)
 
     def _validate(self, pem: bytes, now: datetime) -> _LeafKey:
