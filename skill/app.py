@@ -272,7 +272,16 @@ def _precheck() -> Response | None:
         g.record.outcome, g.record.reason = "rejected", "malformed"
         return error_response("malformed", "Content-Type must be application/json", 415)
     try:
-        precheck(request.get_data(cache=True))
+        body = request.get_data(cache=True)
+    except HTTPException:
+        raise  # 413 from the size cap: answered by _http_error
+    except Exception:
+        # The server reads the body lazily: broken chunked framing or a client
+        # that vanished mid-body surfaces here, and it is the client's fault.
+        g.record.outcome, g.record.reason = "rejected", "malformed"
+        return error_response("malformed", "request body could not be read", 400)
+    try:
+        precheck(body)
     except MalformedRequest as exc:
         g.record.outcome, g.record.reason = "rejected", exc.error
         return error_response(exc.error, str(exc), exc.status)

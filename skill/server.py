@@ -36,7 +36,7 @@ class DispatchServer(BaseApplication):  # type: ignore[misc]
             "bind": [f"{_bracket(server.host)}:{server.port}"],
             "workers": server.workers,
             "threads": server.threads,
-            "worker_class": "gthread",
+            "worker_class": "skill.worker.JsonErrorThreadWorker",  # gthread, JSON errors
             "graceful_timeout": math.ceil(server.graceful_timeout),  # gunicorn wants whole seconds
             # A worker stuck past Alexa's 8 s is useless; gunicorn restarts it.
             "timeout": 30,

@@ -388,6 +388,32 @@ def test_chunked_body_over_256_kib_gets_413_not_a_truncated_answer(dev_ca, serve
     assert payload["error"] == "too-large"
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\nContent-Length: 0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["content-length", "header name", "chunk size"],
+)
+def test_malformed_http_framing_gets_a_json_400_not_an_html_page(server, head):
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
+        conn.sendall(head)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line.split()[1] == b"400"
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"application/json" in headers
+    assert json.loads(body)["error"] == "malformed"
+
+
 def test_options_on_the_alexa_path_gets_405_and_a_log_line(server):
     answer = post(server.url + "/", b"", method="OPTIONS")
     assert_json_error(answer, 405, "method-not-allowed")
