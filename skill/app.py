@@ -127,8 +127,7 @@ def create_app(settings: Settings) -> Flask:
         provide_automatic_options=False,
     )
 
-    known_intents = {*settings.routes, *BUILT_INS}
-    known_intents.update(name for model in models.values() for name in model.samples)
+    known_intents = {*settings.routes, *BUILT_INS, *model_intents(models)}
     ready = threading.Event()
     app.extensions["funker_dispatch"] = {
         "router": router,

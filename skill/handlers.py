@@ -355,7 +355,7 @@ class ApologyExceptionHandler(AbstractExceptionHandler):
             _request_type(handler_input),
             exc_info=exception,
         )
-        if handler_input.request_envelope.session is None:
+        if not _accepts_speech(handler_input):
             return handler_input.response_builder.response  # no speech outside a session
         return respond(handler_input, apology(_locale(handler_input) or "en-US"))
 
