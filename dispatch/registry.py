@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_FUNCTION_PORT = 9999
+#: A route's timeout only shortens its endpoint's deadline; anything longer is a typo.
+MAX_ROUTE_TIMEOUT = 60.0
 
 #: Keys a route table may carry (DESIGN §6); anything else fails at start.
 ROUTE_KEYS = frozenset(
@@ -96,8 +99,12 @@ def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Ro
     if not _is_int(port) or not 0 < port < 65536:
         raise RouteError("port", "must be an integer between 1 and 65535")
     timeout = table.get("timeout")
-    if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+    if timeout is not None and (not _is_number(timeout) or not timeout > 0):
         raise RouteError("timeout", "must be a positive number of seconds")
+    if timeout is not None and not math.isfinite(timeout):
+        raise RouteError("timeout", "must be a finite number of seconds")
+    if timeout is not None and timeout > MAX_ROUTE_TIMEOUT:
+        raise RouteError("timeout", f"must be at most {MAX_ROUTE_TIMEOUT:g} seconds")
     arguments = table.get("arguments")
     if arguments is not None:
         if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):

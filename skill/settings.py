@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
@@ -44,6 +46,12 @@ class ServerSettings:
     forwarded_allow_ips: tuple[str, ...] = ()  # proxies whose X-Forwarded-* we trust
     graceful_timeout: float = 20.0
     access_log: bool = False
+    # Request line, headers and body must all arrive within this (DESIGN §14).
+    read_timeout: float = 10.0
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None  # None: the effective port + 1; 0: no admin listener
+    admin_token_file: str | None = None
+    admin_token: str | None = field(default=None, repr=False)  # read from admin_token_file
 
 
 @dataclass(frozen=True)
@@ -134,9 +142,33 @@ def _positive_float(value: Any) -> float:
             value = float(value.strip())
         except ValueError:
             raise ValueError("must be a number") from None
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError("must be a positive number")
+    if not math.isfinite(value):  # TOML and float() both read inf and nan
+        raise ValueError("must be a finite positive number of seconds")
+    if not value > 0:
         raise ValueError("must be a positive number")
     return float(value)
+
+
+def _seconds_up_to(high: float) -> Parser:
+    def parse(value: Any) -> float:
+        seconds = _positive_float(value)
+        if seconds > high:
+            raise ValueError(f"must be at most {high:g} seconds")
+        return seconds
+
+    return parse
+
+
+def _seconds_under(limit: float, why: str) -> Parser:
+    def parse(value: Any) -> float:
+        seconds = _positive_float(value)
+        if seconds >= limit:
+            raise ValueError(f"must be under {limit:g} seconds ({why})")
+        return seconds
+
+    return parse
 
 
 def _str(value: Any) -> str:
@@ -172,9 +204,18 @@ def _choice(*choices: str) -> Parser:
     return parse
 
 
+# RFC 3986 path characters without percent-escapes: no Flask converter syntax
+# ("<path:rest>"), no dot segments, nothing a router could read as a pattern.
+_PLAIN_PATH = re.compile(r"/(?:[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*/?)*")
+# Served on the public listener by the dispatcher itself (DESIGN §7, §11).
+_RESERVED_PATHS = ("/healthz", "/events")
+
+
 def _path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise ValueError('must be a URL path starting with "/"')
+    if not isinstance(value, str) or not _PLAIN_PATH.fullmatch(value):
+        raise ValueError('must be a plain path such as "/" or "/alexa"')
+    if any(value == p or value.startswith(p + "/") for p in _RESERVED_PATHS):
+        raise ValueError(f"{value!r} is reserved for the dispatcher's own endpoints")
     return value
 
 
@@ -195,8 +236,14 @@ SERVER_KEYS: dict[str, Parser] = {
     "certfile": _str,
     "keyfile": _str,
     "forwarded_allow_ips": _networks,
-    "graceful_timeout": _positive_float,
+    # Below granian's and Docker's own limits; a stop must not wait for ever.
+    "graceful_timeout": _seconds_up_to(600),
     "access_log": _bool,
+    # The HTTP server's header read timeout tops out at 60 s.
+    "read_timeout": _seconds_up_to(60),
+    "admin_host": _str,
+    "admin_port": _int_in(0, 65535),
+    "admin_token_file": _str,
 }
 SKILL_KEYS: dict[str, Parser] = {
     "application_ids": _application_ids,
@@ -205,13 +252,14 @@ SKILL_KEYS: dict[str, Parser] = {
     "interaction_models": _str,
 }
 DISPATCH_KEYS: dict[str, Parser] = {
-    "deadline": _positive_float,
+    # Alexa gives up after 8 s; the apology must reach it before that.
+    "deadline": _seconds_under(8, "Alexa waits 8 s for the whole answer"),
     "function_port": _int_in(1, 65535),
     "naming": _choice("intent", "none"),
     "max_response_bytes": _int_in(1024, 64 * 1024 * 1024),
     "discovery": _choice("none", "docker"),
     "discovery_socket": _str,
-    "discovery_interval": _positive_float,
+    "discovery_interval": _seconds_up_to(3600),
 }
 VERIFICATION_KEYS: dict[str, Parser] = {
     "trusted_roots": _str_list,
@@ -238,8 +286,7 @@ def load_settings(
     settings = embedded_default() if path is None else _from_file(Path(path))
     settings = _apply_environment(settings, environ)
     settings = _apply_overrides(settings, overrides or {})
-    _check(settings)
-    return settings
+    return _check(settings)
 
 
 def _from_file(path: Path) -> Settings:
@@ -338,6 +385,12 @@ def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settin
             target, parser = dispatch, DISPATCH_KEYS[key]
         else:
             raise ConfigError("environment", variable, "unknown setting")
+        if not raw.strip():
+            # A compose file interpolating an unset variable gives "": it must
+            # never silently empty an allowlist or reset a value.
+            raise ConfigError(
+                "environment", variable, "is set but empty (unset it, or give a value)"
+            )
         try:
             target[key] = parser(raw)
         except ValueError as exc:
@@ -362,8 +415,8 @@ def _apply_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settin
     return replace(settings, server=replace(settings.server, **server))
 
 
-def _check(settings: Settings) -> None:
-    """Cross-key rules, checked once at start."""
+def _check(settings: Settings) -> Settings:
+    """Cross-key rules, checked once at start; fills in derived values."""
     server = settings.server
     if (server.certfile is None) != (server.keyfile is None):
         raise ConfigError(settings.source, "server.certfile", "certfile and keyfile go together")
@@ -396,6 +449,35 @@ def _check(settings: Settings) -> None:
             f"the embedded default serves on loopback only, not {server.host!r}; "
             "pass --config to serve elsewhere",
         )
+    return replace(settings, server=_admin(settings.source, server))
+
+
+def _admin(source: str, server: ServerSettings) -> ServerSettings:
+    """The admin listener's port (default: the effective public port + 1) and token."""
+    port = server.admin_port
+    if port is None:
+        port = server.port + 1 if server.port else 0  # an ephemeral public port: no default
+        if port > 65535:
+            raise ConfigError(
+                source, "server.admin_port", "the default (port + 1) would be 65536; set it"
+            )
+    if port and port == server.port:
+        raise ConfigError(source, "server.admin_port", "must differ from server.port")
+    token = None
+    if server.admin_token_file is not None:
+        try:
+            token = Path(server.admin_token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(
+                source,
+                "server.admin_token_file",
+                f"cannot read {server.admin_token_file}: {reason}",
+            ) from None
+        token = token.removesuffix("\n").removesuffix("\r")  # one trailing newline, as echo writes
+        if not token.strip():
+            raise ConfigError(source, "server.admin_token_file", "the token file is empty")
+    return replace(server, admin_port=port, admin_token=token)
 
 
 def _check_pem(source: str, key: str, path: str) -> None:

@@ -249,3 +249,90 @@ def test_welcome_lists_samples_from_the_configured_interaction_models(tmp_path):
     }
     reply = app.test_client().post("/", json=body).get_json()
     assert "who served this answer" in reply["response"]["outputSpeech"]["ssml"]
+
+
+# --- bounded values (DESIGN §14) and the admin listener (§7) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("[server]\ngraceful_timeout = inf\n", "server.graceful_timeout", "finite"),
+        ("[server]\ngraceful_timeout = 1e300\n", "server.graceful_timeout", "at most"),
+        ("[server]\nread_timeout = nan\n", "server.read_timeout", "finite"),
+        ("[server]\nread_timeout = 61\n", "server.read_timeout", "at most"),
+        ("[dispatch]\ndeadline = inf\n", "dispatch.deadline", "finite"),
+        ("[dispatch]\ndeadline = 1e300\n", "dispatch.deadline", "under 8"),
+        ("[dispatch]\ndeadline = 8\n", "dispatch.deadline", "under 8"),
+        ("[dispatch]\ndiscovery_interval = inf\n", "dispatch.discovery_interval", "finite"),
+        ("[intents.X]\nhost = 'x'\ntimeout = inf\n", "intents.X.timeout", "finite"),
+        ("[intents.X]\nhost = 'x'\ntimeout = 1e300\n", "intents.X.timeout", "at most"),
+        ("[server]\npath = '/<path:rest>'\n", "server.path", "plain path"),
+        ("[server]\npath = '/skill/../x'\n", "server.path", "plain path"),
+        ("[server]\npath = '//x'\n", "server.path", "plain path"),
+        ("[server]\npath = '/healthz'\n", "server.path", "reserved"),
+        ("[server]\npath = '/events/sns'\n", "server.path", "reserved"),
+        ("[server]\nadmin_port = 70000\n", "server.admin_port", "integer"),
+        ("[server]\nport = 3000\nadmin_port = 3000\n", "server.admin_port", "differ"),
+        ("[server]\nport = 65535\n", "server.admin_port", "65536"),
+        ("[server]\nadmin_token_file = '/nonexistent'\n", "server.admin_token_file", "cannot read"),
+    ],
+)
+def test_unbounded_or_unsafe_values_fail_at_start_naming_the_key(tmp_path, text, key, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, environ={})
+    assert (error.value.key, error.value.source) == (key, str(path))
+    assert reason in error.value.reason
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["FUNKER_DISPATCH_DEADLINE", "FUNKER_DISPATCH_SERVER_GRACEFUL_TIMEOUT"],
+)
+def test_an_infinite_value_from_the_environment_is_refused(tmp_path, variable):
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, EXAMPLE), environ={variable: "inf"})
+    assert error.value.key == variable
+
+
+def test_an_empty_environment_variable_never_empties_the_allowlist(tmp_path):
+    # What a compose file gives for ${UNSET_VARIABLE}: it must not mean "any skill".
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, EXAMPLE), environ={"FUNKER_DISPATCH_APPLICATION_IDS": ""})
+    assert error.value.key == "FUNKER_DISPATCH_APPLICATION_IDS"
+    assert "empty" in error.value.reason
+
+
+def test_admin_listener_defaults_to_loopback_on_the_effective_port_plus_one(tmp_path):
+    settings = load_settings(
+        write(tmp_path, EXAMPLE),
+        environ={"FUNKER_DISPATCH_SERVER_PORT": "4000"},
+        overrides={"port": 5000},
+    )
+    assert (settings.server.admin_host, settings.server.admin_port) == ("127.0.0.1", 5001)
+    assert settings.server.read_timeout == 10.0
+
+
+def test_admin_port_zero_turns_the_admin_listener_off(tmp_path):
+    settings = load_settings(write(tmp_path, "[server]\nadmin_port = 0\n"), environ={})
+    assert settings.server.admin_port == 0
+
+
+def test_admin_token_is_read_at_start_and_never_shown(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    settings = load_settings(
+        write(tmp_path, f'[server]\nadmin_token_file = "{token}"\n'), environ={}
+    )
+    assert settings.server.admin_token == "s3cret-token"
+    assert "s3cret" not in repr(settings)
+
+
+def test_an_empty_admin_token_file_is_refused(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, f'[server]\nadmin_token_file = "{token}"\n'), environ={})
+    assert error.value.key == "server.admin_token_file"
+    assert "empty" in error.value.reason
