@@ -11,6 +11,9 @@ Every probe is bounded by its `timeout`. A system DNS lookup cannot be
 interrupted, so each runs in a daemon thread that is abandoned (reported as
 `"error": "timeout"`) when it takes too long; it ends on its own with the
 resolver's own timeout and never holds up the caller or interpreter exit.
+A name already being looked up is joined, not asked again, and at most
+MAX_LOOKUPS_IN_FLIGHT lookups run at once (past that: `"error": "busy"`), so
+a hung resolver cannot pile up threads however often probes are asked.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dispatch.registry import NoRoute, Route
 DEFAULT_PROBE_TIMEOUT = 1.0
 # Probes mostly wait (on DNS, on a connect): a few threads cover a routing table.
 _MAX_WORKERS = 8
+#: Lookups abandoned to a hung resolver still run; past this many, a probe says "busy".
+MAX_LOOKUPS_IN_FLIGHT = 16
 
 
 class _Failed(Exception):
@@ -109,23 +114,47 @@ def probe_router(
     return probe_table(routes, timeout=timeout)
 
 
+class _Lookup:
+    """One getaddrinfo in its own thread; every probe of the same name waits on it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.done = threading.Event()
+        self.outcome: Any = None
+        self.thread = threading.Thread(
+            target=self._run, args=(host, port), name=f"probe-lookup-{host}", daemon=True
+        )
+
+    def _run(self, host: str, port: int) -> None:
+        try:
+            self.outcome = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except Exception as exc:  # gaierror, or UnicodeError for a name IDNA refuses
+            self.outcome = exc
+        finally:
+            with _pending_lock:
+                _pending.pop((host, port), None)
+            _lookup_slots.release()
+            self.done.set()
+
+
+# Lookups still running, by (host, port): a hung resolver costs one thread per
+# name, however often /intents?probe=1 is asked, and at most MAX_LOOKUPS_IN_FLIGHT.
+_pending: dict[tuple[str, int], _Lookup] = {}
+_pending_lock = threading.Lock()
+_lookup_slots = threading.BoundedSemaphore(MAX_LOOKUPS_IN_FLIGHT)
+
+
 def _lookup(host: str, port: int, timeout: float) -> list[tuple[int, Any]]:
     """Distinct (family, sockaddr) of host, or _Failed; gives up waiting after `timeout`."""
-    outcome: list[Any] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
-        except Exception as exc:  # gaierror, or UnicodeError for a name IDNA refuses
-            outcome.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"probe-lookup-{host}", daemon=True).start()
-    if not done.wait(timeout):
+    with _pending_lock:
+        lookup = _pending.get((host, port))
+        if lookup is None:
+            if not _lookup_slots.acquire(blocking=False):
+                raise _Failed("busy")  # the resolver is not answering the ones running
+            lookup = _pending[(host, port)] = _Lookup(host, port)
+            lookup.thread.start()
+    if not lookup.done.wait(timeout):
         raise _Failed("timeout")
-    answer = outcome[0]
+    answer = lookup.outcome
     if isinstance(answer, Exception):
         reason = answer.strerror if isinstance(answer, OSError) else None
         raise _Failed((reason or type(answer).__name__).lower())

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dispatch.probe import probe_route, probe_router, probe_table
+from dispatch.probe import MAX_LOOKUPS_IN_FLIGHT, probe_route, probe_router, probe_table
 from dispatch.registry import Route, Router
 
 # Long enough never to be the reason a probe of a real loopback socket fails.
@@ -217,3 +217,29 @@ def test_router_probe_covers_configured_and_naming_rows(listener: socket.socket)
 
 def test_empty_table_probes_nothing() -> None:
     assert probe_table([], timeout=TIMEOUT) == []
+
+
+def test_repeated_probes_under_a_hung_resolver_do_not_pile_up_lookup_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /intents?probe=1 asked again and again while DNS hangs: every ask must not
+    # leave another abandoned thread behind.
+    release = threading.Event()
+    calls = []
+
+    def getaddrinfo(host: str, *args: Any, **kwargs: Any) -> list[Any]:
+        calls.append(host)
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    try:
+        for _ in range(50):
+            for host in ("a.test", "b.test", *(f"n{i}.test" for i in range(40))):
+                result = probe_route(route(9999, host=host), timeout=0.001)
+                assert result["resolves"] is False
+        lookups = [t for t in threading.enumerate() if t.name.startswith("probe-lookup")]
+        assert len(lookups) <= MAX_LOOKUPS_IN_FLIGHT
+        assert len(calls) <= MAX_LOOKUPS_IN_FLIGHT  # a pending host is joined, not asked again
+    finally:
+        release.set()
