@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Production image of the dispatcher: gunicorn (gthread) serving the skill on :3000.
+# Production image of the dispatcher: granian serving the skill on :3000 (admin on :3001).
 #
 # Build from the repository root with BuildKit (buildx), for the swarm's platforms:
 #
@@ -99,7 +99,7 @@ EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=3)"]
 
-# gunicorn drains in-flight requests on SIGTERM within [server] graceful_timeout.
+# The server drains in-flight requests on SIGTERM within [server] graceful_timeout.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["funker-dispatch"]
 CMD ["serve", "--config", "/etc/funker-dispatch/dispatch.toml"]

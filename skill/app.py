@@ -1,11 +1,18 @@
-"""The Flask app: the pre-check seam, flask-ask-sdk's SkillAdapter, JSON errors, status routes."""
+"""The Flask apps: the pre-check seam, flask-ask-sdk's SkillAdapter, JSON errors, status routes.
+
+`create_app` is the public listener's app (Alexa, /healthz); `create_admin_app`
+the admin listener's (/healthz, /readyz, /metrics, /intents), sharing its state.
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
+import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from verification import sdkcompat
@@ -27,12 +34,12 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
+from skill.bridge import BODY_ERROR, BodyFailure  # noqa: E402
 from skill.envelope import (  # noqa: E402
     MAX_BODY_BYTES,
     EnvelopeSerializer,
     MalformedRequest,
     precheck,
-    raw_envelope,
 )
 from skill.handlers import (  # noqa: E402
     BUILT_INS,
@@ -52,11 +59,14 @@ from skill.observability import (  # noqa: E402
 )
 from skill.settings import Settings  # noqa: E402
 from skill.verifiers import build_verifiers  # noqa: E402
+from verification import SignatureVerifier  # noqa: E402
 
 log = logging.getLogger("funker_dispatch")
 
 ALEXA_ENDPOINT = "alexa"
 MAX_ID_LOGGED = 128  # Alexa's request ids are ~70 characters; a body may claim anything
+# An id as Alexa writes them (printable ASCII, no quotes or escapes), in a body not parsed.
+_REQUEST_ID = re.compile(rb'"requestId"\s*:\s*"([!#-\[\]-~]{1,128})"')
 
 # What a refused client is told, by reason; the detail goes to the operator log.
 PUBLIC_MESSAGES = {
@@ -84,13 +94,14 @@ class _DropAdapterNoise(logging.Filter):
 
 
 def create_app(settings: Settings) -> Flask:
-    """Build the app from settings; nothing happens at import time."""
+    """Build the public listener's app from settings; nothing happens at import time."""
     app = Flask("funker_dispatch")
     if not any(isinstance(f, _DropAdapterNoise) for f in app.logger.filters):
         app.logger.addFilter(_DropAdapterNoise())  # the logger is shared by every app
     # One byte over the cap: werkzeug refuses a larger Content-Length itself but
     # silently truncates a chunked body there, and the pre-check then sees it is
-    # too large instead of acting on a cut-off request.
+    # too large instead of acting on a cut-off request. (Under the server the
+    # bridge has already refused anything over the cap before reading it.)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.config["SETTINGS"] = settings
     # Our verifiers replace the SDK's own (which need certvalidator/oscrypto).
@@ -112,10 +123,15 @@ def create_app(settings: Settings) -> Flask:
     skill.serializer = EnvelopeSerializer()  # one JSON parse; unknown request types tolerated
 
     verifiers = build_verifiers(settings)
+    # The signature is checked in the pre-check on the raw bytes, before the SDK
+    # builds a single model object: an unsigned body costs a header lookup, a
+    # forged one one RSA verify, whatever its shape (DESIGN §14). Timestamp and
+    # skill id need the parsed envelope and stay with the SDK.
+    signature = next((v for v in verifiers if isinstance(v, SignatureVerifier)), None)
     adapter = SkillAdapter(
         skill=skill,
         skill_id=settings.skill.application_ids[0] if settings.skill.application_ids else "any",
-        verifiers=verifiers,
+        verifiers=[v for v in verifiers if v is not signature],
         app=app,
     )
     # SkillAdapter.register() without Flask's automatic OPTIONS: only POST reaches it.
@@ -137,14 +153,37 @@ def create_app(settings: Settings) -> Flask:
         ),
         "metrics": metrics(),
         "ready": ready,
+        "signature": signature,
+        "settings": settings,
     }
     _prefetch(verifiers, settings.verification.prefetch, ready)
 
     app.before_request(_precheck)
     app.after_request(_log_request)
     app.teardown_request(_request_done)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _unexpected_error)
+    _json_errors(app)
+    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
+    if isinstance(router, DiscoveringRouter):
+        app.before_request(_discovery_starter(router.discovery))
+    return app
+
+
+def create_admin_app(public: Flask) -> Flask:
+    """The admin listener's app (DESIGN §7), sharing the public app's router, models, readiness.
+
+    Only the operator's tools reach it: it is bound to loopback unless the
+    operator says otherwise, and with `[server] admin_token_file` every path
+    but /healthz needs the bearer token.
+    """
+    state = public.extensions["funker_dispatch"]
+    settings: Settings = state["settings"]
+    router, models, ready = state["router"], state["models"], state["ready"]
+    app = Flask("funker_dispatch_admin")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
+    app.extensions["funker_dispatch"] = state
+    if settings.server.admin_token is not None:
+        app.before_request(_bearer_token_check(settings.server.admin_token))
+    _json_errors(app)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
     app.add_url_rule("/readyz", "readyz", lambda: _readyz(ready))
     app.add_url_rule("/metrics", "metrics", _metrics)
@@ -152,6 +191,45 @@ def create_app(settings: Settings) -> Flask:
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
     return app
+
+
+def body_cap(settings: Settings) -> Callable[[str], int]:
+    """The largest body each path accepts, for the server's bridge (413 above it)."""
+
+    def cap(path: str) -> int:
+        return MAX_BODY_BYTES  # Alexa's cap; no other path takes a body yet
+
+    return cap
+
+
+def _json_errors(app: Flask) -> None:
+    app.before_request(_refuse_unread_body)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _refuse_unread_body() -> Response | None:
+    """A body the server could not receive whole (too large, too slow, broken) is refused."""
+    failure: BodyFailure | None = request.environ.get(BODY_ERROR)
+    if failure is None or request.endpoint == ALEXA_ENDPOINT:
+        return None  # the Alexa pre-check refuses it itself, with its request record
+    return error_response(failure.error, failure.message, failure.status)
+
+
+def _bearer_token_check(token: str) -> Callable[[], Response | None]:
+    expected = f"Bearer {token}".encode()
+
+    def check() -> Response | None:
+        if request.path == "/healthz":
+            return None  # liveness for the orchestrator needs no secret
+        given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+        if hmac.compare_digest(given, expected):
+            return None
+        response = error_response("unauthorized", "admin token required", 401)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    return check
 
 
 def model_intents(models: dict[str, Any]) -> list[str]:
@@ -266,53 +344,67 @@ def _precheck() -> Response | None:
     g.record = start_record()
     metrics().in_flight.inc()
     g.in_flight = True
+    failure: BodyFailure | None = request.environ.get(BODY_ERROR)
+    if failure is not None:  # the server could not receive the body whole
+        return _reject(failure.error, failure.message, failure.status)
     mimetype = request.mimetype
     if mimetype and mimetype not in JSON_TYPES and not mimetype.endswith("+json"):
-        g.record.outcome, g.record.reason = "rejected", "malformed"
-        return error_response("malformed", "Content-Type must be application/json", 415)
+        return _reject("malformed", "Content-Type must be application/json", 415)
     try:
         body = request.get_data(cache=True)
     except HTTPException:
         raise  # 413 from the size cap: answered by _http_error
     except Exception:
-        # The server reads the body lazily: broken chunked framing or a client
-        # that vanished mid-body surfaces here, and it is the client's fault.
-        g.record.outcome, g.record.reason = "rejected", "malformed"
-        return error_response("malformed", "request body could not be read", 400)
+        # Under the test client the body is read lazily: broken framing or a
+        # client that vanished mid-body surfaces here, and it is the client's fault.
+        return _reject("malformed", "request body could not be read", 400)
+    if len(body) > MAX_BODY_BYTES:
+        return _reject("too-large", f"body larger than {MAX_BODY_BYTES} bytes", 413)
+    g.body = body
+    signature: SignatureVerifier | None = current_app.extensions["funker_dispatch"]["signature"]
+    if signature is not None:
+        began = time.perf_counter()
+        try:
+            # Raw bytes, before any parse: refusing a forged body costs no model objects.
+            signature.verify(request.headers, body, None)
+        except VerificationException as exc:
+            return _verification_failed(exc)
+        g.signature_s = time.perf_counter() - began
     try:
-        precheck(body)
+        _, g.raw = precheck(body)
     except MalformedRequest as exc:
-        g.record.outcome, g.record.reason = "rejected", exc.error
-        return error_response(exc.error, str(exc), exc.status)
+        return _reject(exc.error, str(exc), exc.status)
     g.checked_at = time.perf_counter()
     return None
+
+
+def _reject(error: str, message: str, status: int) -> Response:
+    record: RequestRecord | None = g.get("record")
+    if record is not None:
+        record.outcome, record.reason = "rejected", error
+    return error_response(error, message, status)
+
+
+def _verification_failed(exc: BaseException) -> Response:
+    reason = getattr(exc, "reason", "verification")
+    detail = getattr(exc, "detail", None) or getattr(exc, "message", str(exc))
+    log.warning(
+        "verification failed: request_id=%s reason=%s detail=%s", _request_id(), reason, detail
+    )
+    # The client learns the reason code, never our internals (paths, resolver errors).
+    return _reject(reason, PUBLIC_MESSAGES.get(reason, "request failed verification"), 400)
 
 
 def _http_error(exc: HTTPException) -> Response:
     cause = exc.__context__
     record: RequestRecord | None = g.get("record")
     if isinstance(cause, VerificationException):
-        reason = getattr(cause, "reason", "verification")
-        detail = getattr(cause, "detail", None) or getattr(cause, "message", str(cause))
-        log.warning(
-            "verification failed: request_id=%s reason=%s detail=%s",
-            _request_id(),
-            reason,
-            detail,
-        )
-        if record is not None:
-            record.outcome, record.reason = "rejected", reason
-        # The client learns the reason code, never our internals (paths, resolver errors).
-        return error_response(
-            reason, PUBLIC_MESSAGES.get(reason, "request failed verification"), 400
-        )
+        return _verification_failed(cause)
     if isinstance(cause, SerializationException):
-        if record is not None:
-            record.outcome, record.reason = "rejected", "malformed"
-        return error_response("malformed", "body is not a valid Alexa request", 400)
+        return _reject("malformed", "body is not a valid Alexa request", 400)
     if exc.code == 500:
         return _unexpected_error(cause or exc)
-    if record is None and exc.code == 405:
+    if record is None and exc.code == 405 and _alexa_path():
         # Refused before any endpoint matched: still one log line and one count.
         g.started = time.perf_counter()
         record = g.record = start_record()
@@ -321,9 +413,12 @@ def _http_error(exc: HTTPException) -> Response:
         413: "too-large",
         404: "not-found",
     }.get(exc.code or 400, "malformed")
-    if record is not None:
-        record.outcome, record.reason = "rejected", error
-    return error_response(error, exc.description or exc.name, exc.code or 400)
+    return _reject(error, exc.description or exc.name, exc.code or 400)
+
+
+def _alexa_path() -> bool:
+    settings: Settings | None = current_app.extensions.get("funker_dispatch", {}).get("settings")
+    return settings is not None and request.path == settings.server.path
 
 
 def _unexpected_error(exc: BaseException) -> Response:
@@ -335,13 +430,22 @@ def _unexpected_error(exc: BaseException) -> Response:
 
 
 def _request_id() -> str | None:
-    """The request id for logs: a string from the (possibly unverified) body, cut short."""
+    """The request id for logs: a string from this request's body (maybe unverified), cut short.
+
+    Only what this request parsed counts (`g` lives for one request): a refusal
+    before the parse is logged without an id, never under the previous one.
+    """
     record: RequestRecord | None = g.get("record")
     request_id: Any = record.request_id if record is not None else None
     if not request_id:
-        raw = raw_envelope()
-        request_part = raw.get("request") if raw else None
+        raw = g.get("raw")
+        request_part = raw.get("request") if isinstance(raw, dict) else None
         request_id = request_part.get("requestId") if isinstance(request_part, dict) else None
+    if not request_id and g.get("body"):
+        # Refused before the parse (a bad signature): found without parsing, so
+        # the refusal still costs no more than a search of the body it sent.
+        found = _REQUEST_ID.search(g.body)
+        request_id = found.group(1).decode("ascii") if found else None
     return request_id[:MAX_ID_LOGGED] if isinstance(request_id, str) else None
 
 
@@ -381,7 +485,8 @@ def _observe(record: RequestRecord, response: Response) -> None:
         measure.function_failures.labels(route=route, kind=record.reason).inc()
     verify_ms = None
     if record.handled_at is not None and g.get("checked_at") is not None:
-        verify_ms = (record.handled_at - g.checked_at) * 1000
+        # The signature (in the pre-check) plus the SDK's verifiers before the handler.
+        verify_ms = (g.get("signature_s", 0.0) + record.handled_at - g.checked_at) * 1000
     log_request(
         {
             "request_id": _request_id(),

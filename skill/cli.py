@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the skill endpoint (gunicorn)")
+    serve = commands.add_parser("serve", help="run the skill endpoint (granian)")
     _config_flag(serve)
     serve.add_argument("--host", help="address to bind (default from config)")
     serve.add_argument("--port", type=int, help="port to bind (default 3000)")
@@ -149,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from skill.server import serve
 
-        serve(settings)
+        try:
+            serve(settings)
+        except ConfigError as exc:  # found only when listening (a port already taken)
+            print(f"funker-dispatch: configuration error: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "check":
         return check(settings)

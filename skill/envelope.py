@@ -23,7 +23,7 @@ from ask_sdk_core.exceptions import SerializationException  # noqa: E402
 from ask_sdk_core.serialize import DefaultSerializer  # noqa: E402
 from ask_sdk_model import Request, RequestEnvelope  # noqa: E402
 
-MAX_BODY_BYTES = 256 * 1024
+MAX_BODY_BYTES = 128 * 1024  # Alexa sends a few KiB; DESIGN §14
 MAX_DEPTH = 64  # Alexa envelopes nest about 8 deep; deeper is an attack or a bug
 
 _CLASSES: dict[str, Any] = {}  # SDK model class names -> classes, filled on first use

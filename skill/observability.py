@@ -1,9 +1,9 @@
-"""Metrics and the per-request log line (DESIGN §7), correct under several gunicorn workers.
+"""Metrics and the per-request log line (DESIGN §7), correct under several server workers.
 
 prometheus-client decides at import time whether it runs in multiprocess
-mode, so `prepare_multiprocess()` must run in the gunicorn master before
+mode, so `prepare_multiprocess()` must run in the server's master before
 anything imports prometheus_client; workers then write to files in
-`PROMETHEUS_MULTIPROC_DIR` and `/metrics` sums them.
+`PROMETHEUS_MULTIPROC_DIR` and `/metrics` (the admin listener) sums them.
 """
 
 from __future__ import annotations
@@ -55,12 +55,34 @@ def cleanup_multiprocess(directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def mark_worker_dead(pid: int) -> None:
-    """gunicorn child_exit hook: drop a dead worker's live gauges."""
-    if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
+def forget_dead_processes(directory: str) -> list[int]:
+    """Drop the live gauges of worker processes that no longer run; returns their pids.
 
-        multiprocess.mark_process_dead(pid)
+    A worker that died (or was replaced) leaves its `gauge_live*_<pid>.db`
+    behind, and `in_flight` would count its last value for ever. granian has
+    no child-exit hook, so the scrape itself looks: a pid that is not alive
+    has no requests in flight.
+    """
+    from prometheus_client import multiprocess
+
+    dead = set()
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid_text = path.stem.rsplit("_", 1)[-1]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            dead.add(int(pid_text))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)
+    return sorted(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, only not ours to signal
+    return True
 
 
 class Metrics:
@@ -107,9 +129,11 @@ def render_metrics() -> tuple[bytes, str]:
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
     metrics()  # registered even before the first request
-    if os.environ.get(MULTIPROC_ENV):
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
         from prometheus_client import multiprocess
 
+        forget_dead_processes(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

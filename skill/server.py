@@ -1,10 +1,25 @@
-"""`funker-dispatch serve`: gunicorn around the app, and the embedded default's functions."""
+"""`funker-dispatch serve`: granian around the app on two listeners, and the embedded functions.
+
+granian (Rust, hyper) owns the sockets: it parses HTTP, bounds the request
+head with its header read timeout and TLS handshakes with its own, all off
+the Python threads, so idle or trickling clients cannot starve the workers
+(gunicorn's gthread worker read headers and ran handshakes on its request
+threads; see bench/servers.py for the comparison that chose granian). The
+app is built once here, before the workers fork, so they share it and the
+warm certificate cache (what gunicorn called preload).
+
+The public listener ([server] host/port) serves Alexa, /events/* and
+/healthz; the admin listener ([server] admin_host/admin_port, loopback by
+default) serves /healthz, /readyz, /metrics and /intents from a process of
+its own (DESIGN §7).
+"""
 
 from __future__ import annotations
 
 import atexit
 import logging
 import math
+import multiprocessing
 import os
 import signal
 import socket
@@ -12,59 +27,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
-from skill.observability import cleanup_multiprocess, mark_worker_dead, prepare_multiprocess
-from skill.settings import DEVELOPMENT_SKILL_ID, LocalFunction, Settings
+from skill.observability import cleanup_multiprocess, prepare_multiprocess
+from skill.settings import DEVELOPMENT_SKILL_ID, ConfigError, LocalFunction, Settings
 
 log = logging.getLogger("funker_dispatch")
 
-
-class DispatchServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn with our settings instead of its command line."""
-
-    def __init__(self, settings: Settings, on_exit: Any = None) -> None:
-        self.settings = settings
-        self.on_exit = on_exit
-        super().__init__()
-
-    def load_config(self) -> None:
-        server = self.settings.server
-        options: dict[str, Any] = {
-            "bind": [f"{_bracket(server.host)}:{server.port}"],
-            "workers": server.workers,
-            "threads": server.threads,
-            "worker_class": "skill.worker.JsonErrorThreadWorker",  # gthread, JSON errors
-            "graceful_timeout": math.ceil(server.graceful_timeout),  # gunicorn wants whole seconds
-            # A worker stuck past Alexa's 8 s is useless; gunicorn restarts it.
-            "timeout": 30,
-            "keepalive": 5,
-            "preload_app": True,  # build the skill once, share it across workers
-            "accesslog": "-" if server.access_log else None,
-            "errorlog": "-",
-            "loglevel": "info",
-            # X-Forwarded-* is trusted only from proxies the operator names.
-            "forwarded_allow_ips": ",".join(server.forwarded_allow_ips),
-            "child_exit": lambda arbiter, worker: mark_worker_dead(worker.pid),
-        }
-        if self.on_exit is not None:
-            options["on_exit"] = lambda arbiter: self.on_exit()
-        if server.certfile:
-            options["certfile"] = server.certfile
-            options["keyfile"] = server.keyfile
-        for key, value in options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        from skill.app import create_app
-
-        return create_app(self.settings)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+#: Seconds the admin process gets to stop after the public listener has.
+ADMIN_STOP_GRACE = 5.0
 
 
 def serve(settings: Settings) -> None:
@@ -76,35 +48,193 @@ def serve(settings: Settings) -> None:
         log.warning("TIMESTAMP VERIFICATION IS OFF: captured requests can be replayed")
     if not settings.skill.application_ids:
         log.warning("no [skill] application_ids: requests for ANY skill id are accepted")
+    check_bindable(settings)
     metrics_dir, ours = prepare_multiprocess()  # before anything imports prometheus_client
     children: list[subprocess.Popen[bytes]] = []
     master = os.getpid()
+    admin: multiprocessing.process.BaseProcess | None = None
 
     def stop_children() -> None:
-        # Workers are forked from this process and inherit atexit handlers:
+        # Worker processes are forked from this one and inherit atexit handlers:
         # only the master owns the function processes and the metrics directory.
-        if os.getpid() == master:
-            stop_functions(children)
-            if ours:
-                cleanup_multiprocess(metrics_dir)
+        if os.getpid() != master:
+            return
+        if admin is not None:
+            stop_process(admin)
+        stop_functions(children)
+        if ours:
+            cleanup_multiprocess(metrics_dir)
 
     atexit.register(stop_children)
     if settings.functions:
         children.extend(start_functions(settings.functions))
+
+    from skill.app import create_admin_app, create_app
+    from skill.bridge import RequestBridge
+
+    app = create_app(settings)
+    public = _bridge(RequestBridge, app, settings)
+    if settings.server.admin_port:
+        # Forked before the public listener's workers: it shares the built app.
+        admin = _start_admin(_bridge(RequestBridge, create_admin_app(app), settings), settings)
     if settings.embedded:
         _print_embedded_banner(settings)
-    DispatchServer(settings, on_exit=stop_children).run()
+    try:
+        _granian(
+            settings, settings.server.host, settings.server.port, settings.server.workers
+        ).serve(target_loader=lambda *_: public, wrap_loader=False)
+    finally:
+        stop_children()
+
+
+def _bridge(cls: Any, app: Any, settings: Settings) -> Any:
+    from skill.app import body_cap
+
+    return cls(
+        app,
+        threads=settings.server.threads,
+        read_timeout=settings.server.read_timeout,
+        body_cap=body_cap(settings),
+        forwarded_allow_ips=settings.server.forwarded_allow_ips,
+    )
+
+
+def _granian(settings: Settings, host: str, port: int, workers: int) -> Any:
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.http import HTTP1Settings
+    from granian.log import LogLevels
+
+    server = settings.server
+    tls: dict[str, Any] = {}
+    if server.certfile and server.keyfile:
+        # Alexa speaks TLS 1.2; granian's default minimum is 1.3.
+        tls = {
+            "ssl_cert": Path(server.certfile),
+            "ssl_key": Path(server.keyfile),
+            "ssl_protocol_min": SSLProtocols.tls12,
+        }
+    return Granian(
+        "funker-dispatch",  # a name only: the loader below hands over the built app
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI,
+        workers=workers,
+        # HTTP/1.1 only: Alexa, SNS, EventBridge and GitHub all use it, and the
+        # header read timeout that bounds slow clients applies to HTTP/1.
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(header_read_timeout=int(server.read_timeout * 1000)),
+        log_level=LogLevels.info,
+        log_dictconfig=_GRANIAN_LOGGING,
+        log_access=server.access_log,
+        respawn_failed_workers=True,  # as gunicorn did: a crashed worker is replaced
+        workers_kill_timeout=max(1, math.ceil(server.graceful_timeout)),
+        **tls,
+    )
+
+
+# granian's own lines go to stderr with ours, in our format.
+_GRANIAN_LOGGING = {
+    "formatters": {
+        "generic": {
+            "()": "skill.server.EscapingFormatter",
+            "fmt": "%(asctime)s %(levelname)s granian: %(message)s",
+        },
+        "access": {"()": "logging.Formatter", "fmt": "%(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "formatter": "generic",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+        },
+        "access": {
+            "formatter": "access",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+        },
+    },
+}
+
+
+def _start_admin(bridge: Any, settings: Settings) -> multiprocessing.process.BaseProcess:
+    server = settings.server
+
+    def run() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master stops us with SIGTERM
+        _granian(settings, server.admin_host, server.admin_port or 0, 1).serve(
+            target_loader=lambda *_: bridge, wrap_loader=False
+        )
+
+    process = multiprocessing.get_context("fork").Process(
+        target=run, name="funker-dispatch-admin", daemon=False
+    )
+    process.start()
+    return process
+
+
+def stop_process(process: multiprocessing.process.BaseProcess) -> None:
+    if process.is_alive():
+        process.terminate()
+    process.join(ADMIN_STOP_GRACE)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def check_bindable(settings: Settings) -> None:
+    """Fail at start, naming the key, when a listener's address cannot be bound."""
+    server = settings.server
+    listeners = [("server.port", server.host, server.port)]
+    if server.admin_port:
+        listeners.append(("server.admin_port", server.admin_host, server.admin_port))
+    for key, host, port in listeners:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, kind, proto, _name, address = infos[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ConfigError(
+                settings.source, key, f"cannot listen on {host}:{port}: {reason}"
+            ) from None
+
+
+class EscapingFormatter(logging.Formatter):
+    """Log lines whose message cannot contain line breaks or terminal controls.
+
+    Anything from the network (a request id, a header, a URL) can reach a
+    message; escaped here, it can never forge a second log line or drive the
+    operator's terminal. Tracebacks, added after the message, keep their lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+_CONTROLS.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
+_CONTROLS.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters (C0, DEL, C1, line separators) as visible escapes."""
+    return text.translate(_CONTROLS)
 
 
 def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The per-request line is pure JSON, one per line, for log shippers.
-    requests = logging.getLogger("funker_dispatch.requests")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    requests.addHandler(handler)
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # The per-request line is pure JSON (already escaped), one per line, for log shippers.
+    requests = logging.getLogger("funker_dispatch.requests")
+    line = logging.StreamHandler(sys.stderr)
+    line.setFormatter(logging.Formatter("%(message)s"))
+    requests.addHandler(line)
     requests.propagate = False
 
 
@@ -157,15 +287,18 @@ def stop_functions(children: Sequence[subprocess.Popen[bytes]]) -> None:
 def _print_embedded_banner(settings: Settings) -> None:
     server = settings.server
     url = f"http://{server.host}:{server.port}{server.path}"
+    admin = f"http://{server.admin_host}:{server.admin_port}" if server.admin_port else None
     verification = "ON (development CA trusted)" if settings.skill.verify_signature else "OFF"
     lines = [
         "funker-dispatch: embedded default (no --config given)",
         f"  endpoint      {url}",
+        f"  admin         {admin or 'off'}",
         f"  skill id      {DEVELOPMENT_SKILL_ID}",
         f"  verification  {verification}",
         "  functions     "
         + ", ".join(f"{f.name} on 127.0.0.1:{f.port}" for f in settings.functions),
         '  try it        funker-dispatch simulate "how many people are in space"',
-        f"  routes        curl {url.rstrip('/')}/intents",
     ]
+    if admin:
+        lines.append(f"  routes        curl {admin}/intents")
     print("\n".join(lines), file=sys.stderr, flush=True)

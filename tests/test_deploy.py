@@ -360,6 +360,18 @@ def test_dispatcher_runs_two_replicas_of_the_image_and_publishes_3000(stack):
     )
 
 
+def test_the_admin_listener_is_never_published(stack, prod):
+    # Prometheus scrapes it over the overlay network; Alexa's port is the only one out.
+    published = {port["target"] for port in stack["services"]["dispatcher"]["ports"]}
+    assert published == {prod.server.port}
+    assert prod.server.admin_port not in published
+
+
+def test_production_admin_listener_binds_every_interface_for_prometheus(prod):
+    assert (prod.server.admin_host, prod.server.admin_port) == ("0.0.0.0", 3001)
+    assert prod.server.read_timeout == 10
+
+
 def test_dispatcher_reads_deploy_dispatch_toml_as_a_docker_config(stack):
     dispatcher = stack["services"]["dispatcher"]
     (mount,) = dispatcher["configs"]
@@ -475,6 +487,8 @@ def test_image_command_serves_the_production_config_and_passes_the_health_check(
         "FUNKER_DISPATCH_HOME": str(tmp_path),
         "FUNKER_DISPATCH_SERVER_PORT": str(port),
         "FUNKER_DISPATCH_SERVER_HOST": "127.0.0.1",
+        "FUNKER_DISPATCH_SERVER_ADMIN_PORT": str(free_port()),
+        "FUNKER_DISPATCH_SERVER_ADMIN_HOST": "127.0.0.1",
     }
     command = exec_form(only(final_stage(DOCKERFILE), "CMD"))
     command[command.index(CONFIG_TARGET)] = str(PROD_CONFIG)

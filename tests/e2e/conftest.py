@@ -61,6 +61,7 @@ class Server:
     log_path: Path
     process: subprocess.Popen[bytes]
     log_file: Any = None
+    admin_url: str = ""  # the admin listener: /readyz, /metrics, /intents
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -100,8 +101,14 @@ def start_server(
         config = tmp_path / f"dispatch-{len(servers)}.toml"
         config.write_text((trusted_config(dev_ca, tmp_path) if base is None else base) + routes)
         port = free_port()
+        admin_port = free_port()
         log_path = tmp_path / f"server-{len(servers)}.log"
-        environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(tmp_path / "home"), **(env or {})}
+        environment = {
+            **os.environ,
+            "FUNKER_DISPATCH_HOME": str(tmp_path / "home"),
+            "FUNKER_DISPATCH_SERVER_ADMIN_PORT": str(admin_port),
+            **(env or {}),
+        }
         environment.pop("FUNKER_DISPATCH_CONFIG", None)
         log_file = log_path.open("wb")
         process = subprocess.Popen(
@@ -123,7 +130,13 @@ def start_server(
             stderr=subprocess.STDOUT,
             env=environment,
         )
-        server = Server(f"{scheme}://127.0.0.1:{port}", log_path, process, log_file)
+        server = Server(
+            f"{scheme}://127.0.0.1:{port}",
+            log_path,
+            process,
+            log_file,
+            admin_url=f"{scheme}://127.0.0.1:{admin_port}",
+        )
         servers.append(server)
 
         def healthy() -> bool:

@@ -52,7 +52,7 @@ def test_service_appearing_with_an_intent_label_gets_routed_then_refused_when_go
     wait_until(
         lambda: "Fish" in speech(signed, server, "DiscoveredIntent"), 10, "the route to appear"
     )
-    rows = post(server.url + "/intents", b"", method="GET").json["intents"]
+    rows = post(server.admin_url + "/intents", b"", method="GET").json["intents"]
     assert {
         "name": "DiscoveredIntent",
         "host": "localhost",
@@ -74,7 +74,7 @@ def test_probe_resolves_without_connecting(server, docker_api, function_process)
         ]
 
     def probed() -> list[dict]:
-        rows = post(server.url + "/intents?probe=1", b"", method="GET").json["intents"]
+        rows = post(server.admin_url + "/intents?probe=1", b"", method="GET").json["intents"]
         return [row for row in rows if row["name"] == "ProbedIntent"]
 
     wait_until(lambda: bool(probed()), 10, "the discovered route")

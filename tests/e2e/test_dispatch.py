@@ -301,7 +301,7 @@ def test_requests_without_a_session_are_acknowledged(signed, server, request_typ
 
 
 def test_intents_route_lists_the_routing_table(server):
-    answer = post(server.url + "/intents", b"", method="GET")
+    answer = post(server.admin_url + "/intents", b"", method="GET")
     assert answer.status == 200
     rows = {row["name"]: row for row in answer.json["intents"]}
     assert rows["EnvelopeIntent"]["host"] == "127.0.0.1"
@@ -322,7 +322,7 @@ BAD_BODIES = [
     ("non-UTF-8 bytes", b'{"request": {"type": "\xff\xfe"}}', "malformed"),
     ("no request.type", b'{"version": "1.0", "request": {}}', "malformed"),
     ("request not an object", b'{"version": "1.0", "request": "IntentRequest"}', "malformed"),
-    ("deep nesting", deeply_nested(100_000), "malformed"),
+    ("deep nesting", deeply_nested(60_000), "malformed"),  # 120 KB: under the cap
     ("moderately deep nesting", deeply_nested(500), "malformed"),
     (
         "intent not an object",
@@ -388,28 +388,43 @@ def test_chunked_body_over_256_kib_gets_413_not_a_truncated_answer(dev_ca, serve
     assert payload["error"] == "too-large"
 
 
+def _raw_exchange(url: str, data: bytes) -> tuple[bytes, bytes, bytes]:
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
+        conn.sendall(data)
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    return status_line, headers, body
+
+
 @pytest.mark.parametrize(
     "head",
     [
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\nContent-Length: 0\r\n\r\n",
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"\x00\x01garbage\r\n\r\n",
     ],
-    ids=["content-length", "header name", "chunk size"],
+    ids=["content-length", "header name", "request line"],
 )
-def test_malformed_http_framing_gets_a_json_400_not_an_html_page(server, head):
-    import socket
-    from urllib.parse import urlsplit
-
-    address = urlsplit(server.url)
-    with socket.create_connection((address.hostname, address.port), timeout=10) as conn:
-        conn.sendall(head)
-        reply = b""
-        while chunk := conn.recv(65536):
-            reply += chunk
-    status_line, _, rest = reply.partition(b"\r\n")
+def test_a_malformed_request_head_gets_a_bare_400_that_names_no_internals(server, head):
+    # The HTTP parser (hyper, in granian) refuses a broken head before any of
+    # our code runs: a 400 with an empty body, never a page quoting the parser.
+    status_line, headers, body = _raw_exchange(server.url, head)
     assert status_line.split()[1] == b"400"
-    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert b"connection: close" in headers.lower()
+    assert body == b""
+
+
+def test_broken_chunked_framing_gets_a_json_400(server):
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+    status_line, headers, body = _raw_exchange(server.url, head)
+    assert status_line.split()[1] == b"400"
     assert b"application/json" in headers
     assert json.loads(body)["error"] == "malformed"
 

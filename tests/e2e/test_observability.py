@@ -57,7 +57,7 @@ def ports(function_process):
 def test_metrics_count_a_known_sequence(start_server, signed, ports, workers):
     server = start_server(ROUTES.format(**ports), workers=workers)
     known_sequence(server.url, signed)
-    found = samples(server.url)
+    found = samples(server.admin_url)
     requests = "funker_dispatch_requests_total"
     ok = {"request_type": "IntentRequest", "locale": "en-GB"}
     assert value(found, requests, intent="TextIntent", outcome="ok", **ok) == 3
@@ -106,7 +106,7 @@ def test_request_log_lines_are_json_with_the_design_fields(start_server, signed,
 def test_readyz_and_healthz_answer(start_server, ports):
     server = start_server(ROUTES.format(**ports))
     assert post(server.url + "/healthz", b"", method="GET").status == 200
-    assert post(server.url + "/readyz", b"", method="GET").json == {"status": "ready"}
+    assert post(server.admin_url + "/readyz", b"", method="GET").json == {"status": "ready"}
 
 
 def test_https_served_directly_with_a_certificate_the_test_makes(
@@ -169,6 +169,6 @@ def test_configured_metrics_directory_loses_only_stale_metric_files(
     (directory / "keep.txt").write_text("not ours")
     (directory / "counter_999999.db").write_bytes(b"stale")
     server = start_server(ROUTES.format(**ports), env={"PROMETHEUS_MULTIPROC_DIR": str(directory)})
-    assert post(server.url + "/metrics", b"", method="GET").status == 200
+    assert post(server.admin_url + "/metrics", b"", method="GET").status == 200
     assert (directory / "keep.txt").read_text() == "not ours"
     assert not (directory / "counter_999999.db").exists()

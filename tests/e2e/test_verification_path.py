@@ -171,4 +171,4 @@ def test_prefetch_failure_warns_and_the_server_still_serves(start_server, dev_ca
     line = next(line for line in log.splitlines() if "prefetch failed" in line)
     assert "http://s3.amazonaws.com/echo.api/x.pem" in line
     assert dev_ca.chain_url not in log.split("prefetch failed")[1].splitlines()[0]
-    assert post(server.url + "/readyz", b"", method="GET").status == 200
+    assert post(server.admin_url + "/readyz", b"", method="GET").status == 200

@@ -93,7 +93,7 @@ def test_sigterm_under_load_drains_every_accepted_request(function_thread, start
             futures = [pool.submit(signed, server.url, body) for body in bodies]
             seen.wait_for(size, within=15)  # every request is inside a worker, at the function
             server.process.send_signal(signal.SIGTERM)
-            server.wait_for_log("Handling signal: term")
+            server.wait_for_log("Shutting down granian")
             release.set()
             answers = [future.result() for future in futures]
     finally:
