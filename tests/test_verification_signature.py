@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from werkzeug.datastructures import Headers
 
 from tests import pki
@@ -66,6 +67,12 @@ def refusal(verifier: SignatureVerifier, headers, body: bytes = BODY) -> str:
     with pytest.raises(VerificationFailed) as failure:
         verifier.verify(headers, body.decode("utf-8"), None)
     return failure.value.reason
+
+
+def failure(verifier: SignatureVerifier, headers, body: bytes = BODY) -> VerificationFailed:
+    with pytest.raises(VerificationFailed) as caught:
+        verifier.verify(headers, body.decode("utf-8"), None)
+    return caught.value
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +194,51 @@ def test_leaf_signed_by_a_non_ca_certificate_is_refused_as_chain(chain):
     assert refusal(verifier, pki.sign(leaf, BODY)) == "chain"
 
 
+def test_leaf_whose_key_usage_lacks_digital_signature_is_refused_as_chain():
+    # RFC 5280 4.2.1.3: a key whose KeyUsage is keyEncipherment only must not verify signatures.
+    chain = pki.alexa_chain(key_usage=("key_encipherment",))
+    verifier, _ = verifier_for(chain)
+    refused = failure(verifier, chain.sign(BODY))
+    assert refused.reason == "chain"
+    assert refused.detail is not None and "digitalSignature" in refused.detail
+
+
+def test_leaf_without_a_key_usage_extension_is_accepted_as_unrestricted():
+    # RFC 5280: an absent KeyUsage restricts nothing (Amazon's own leaf does carry one).
+    chain = pki.alexa_chain(key_usage=None)
+    verifier, _ = verifier_for(chain)
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+
+
+def test_leaf_with_digital_signature_as_its_only_key_usage_is_accepted():
+    chain = pki.alexa_chain(key_usage=("digital_signature",))
+    verifier, _ = verifier_for(chain)
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+
+
+@pytest.mark.parametrize(
+    "usages",
+    [
+        (ExtendedKeyUsageOID.CLIENT_AUTH,),
+        (ExtendedKeyUsageOID.CODE_SIGNING,),
+        (ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,),
+    ],
+    ids=["clientAuth", "codeSigning", "anyExtendedKeyUsage"],
+)
+def test_leaf_whose_extended_key_usage_omits_server_auth_is_refused_as_chain(usages):
+    # The web-PKI server policy's rule, kept as ours: a present EKU must name serverAuth.
+    chain = pki.alexa_chain(extended_key_usage=usages)
+    verifier, _ = verifier_for(chain)
+    assert refusal(verifier, chain.sign(BODY)) == "chain"
+
+
+def test_leaf_without_an_extended_key_usage_extension_is_accepted():
+    # Nothing beyond the server policy: an absent EKU is unrestricted (RFC 5280 4.2.1.12).
+    chain = pki.alexa_chain(extended_key_usage=None)
+    verifier, _ = verifier_for(chain)
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+
+
 def test_garbage_chain_is_refused_as_chain():
     fetch = CountingFetch({pki.CHAIN_URL: b"<html>Access Denied</html>"})
     verifier = SignatureVerifier(roots=[pki.root().cert], fetch=fetch, now=Clock())
@@ -289,12 +341,6 @@ def test_an_injected_fetcher_raising_anything_is_a_cert_fetch_refusal(chain):
 
     verifier = SignatureVerifier(roots=[chain.root.cert], fetch=broken, now=Clock())
     assert refusal(verifier, chain.sign(BODY)) == "cert-fetch"
-
-
-def failure(verifier: SignatureVerifier, headers, body: bytes = BODY) -> VerificationFailed:
-    with pytest.raises(VerificationFailed) as caught:
-        verifier.verify(headers, body.decode("utf-8"), None)
-    return caught.value
 
 
 def test_fetch_failure_message_is_fixed_text_and_the_detail_is_kept_for_the_log(chain):

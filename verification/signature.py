@@ -259,6 +259,7 @@ class SignatureVerifier(AbstractVerifier):
                 "certificate chain does not validate",
                 detail=f"certificate chain does not validate: {exc}",
             ) from None
+        _require_digital_signature(leaf)
         key = leaf.public_key()
         if not isinstance(key, RSAPublicKey):
             raise ChainInvalid("signing certificate key is not RSA")
@@ -292,6 +293,25 @@ def _san_dns_names(certificate: x509.Certificate) -> set[str]:
         raise ChainInvalid("signing certificate extensions do not parse") from None
     # DNS names compare case-insensitively, but only literally: "*.amazon.com" is not ours.
     return {name.lower() for name in san.value.get_values_for_type(x509.DNSName)}
+
+
+def _require_digital_signature(certificate: x509.Certificate) -> None:
+    """Refuse a key its certificate does not allow to verify signatures (RFC 5280 4.2.1.3).
+
+    The server policy only forbids keyCertSign on a leaf, so a keyEncipherment-only
+    leaf would pass it. An absent KeyUsage restricts nothing and is accepted.
+    """
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    except ValueError:  # a malformed extension
+        raise ChainInvalid("signing certificate extensions do not parse") from None
+    if not usage.digital_signature:
+        raise ChainInvalid(
+            "certificate chain does not validate",
+            detail="signing certificate KeyUsage does not include digitalSignature",
+        )
 
 
 def _header(headers: Any, name: str) -> str | None:
