@@ -788,3 +788,9 @@ def test_a_known_url_whose_entry_expired_is_fetched_while_bogus_fetches_hold_eve
             thread.join(timeout=10)
     assert fetch.calls.count(first.url) == 2
     assert bogus_url(99) not in fetch.calls
+
+
+def test_a_signature_that_is_not_base64_costs_no_fetch(chain):
+    verifier, fetch = verifier_for(chain)
+    assert refusal(verifier, {**chain.sign(BODY), "Signature-256": "not base64!!"}) == "signature"
+    assert fetch.calls == []

@@ -119,11 +119,11 @@ class SignatureVerifier(AbstractVerifier):
         url = _header(headers, CERT_URL_HEADER)
         if not url:
             raise HeadersMissing(f"{CERT_URL_HEADER} header is missing")
-        key = self.leaf_key(url)
-        try:
+        try:  # before the key: a signature that is not even base64 costs no fetch
             signature = base64.b64decode(signature_b64, validate=True)
         except (binascii.Error, ValueError):
             raise SignatureInvalid("signature header is not base64") from None
+        key = self.leaf_key(url)
         body = (
             serialized_request_env.encode("utf-8")
             if isinstance(serialized_request_env, str)
