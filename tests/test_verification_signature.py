@@ -455,7 +455,7 @@ def test_cached_key_expires_with_an_intermediate_that_expires_before_the_leaf():
     assert len(fetch.calls) == 2
 
 
-def test_a_failed_validation_is_not_cached(chain):
+def test_a_failed_validation_is_retried_once_its_failure_window_has_passed(chain):
     clock = Clock(pki.NOW - timedelta(days=60))  # before the leaf's notBefore
     verifier, fetch = verifier_for(chain, now=clock)
     assert refusal(verifier, chain.sign(BODY)) == "not-yet-valid"
