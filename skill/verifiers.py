@@ -37,7 +37,10 @@ def signature_verifier(settings: Settings) -> SignatureVerifier:
         local[ca.chain_url] = Path(ca.chain_path)
         roots = [*(roots or certifi_roots()), ca.root]
     fetch = local_chains_fetcher(local) if local else None
-    return SignatureVerifier(roots=roots, fetch=fetch, allow_sha1=config.allow_sha1)
+    verifier = SignatureVerifier(roots=roots, fetch=fetch, allow_sha1=config.allow_sha1)
+    # The operator mapped these: they keep their cache entries and fetch capacity (§14).
+    verifier.mark_known(local)
+    return verifier
 
 
 def load_roots(paths: tuple[str, ...]) -> list[x509.Certificate]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import functools
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,6 +28,9 @@ CHAIN_URL = "https://s3.amazonaws.com/echo.api/test-chain.pem"
 NOW = datetime(2030, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+#: "default" gives the profile's usual extension for the certificate's role; None leaves it out.
+Default = Literal["default"]
+LEAF_KEY_USAGE = ("digital_signature", "key_encipherment")
 
 
 @functools.cache
@@ -93,8 +98,14 @@ def issue(
     dns_names: tuple[str, ...] = (),
     ip_addresses: tuple[str, ...] = (),
     path_length: int | None = None,
+    key_usage: Iterable[str] | Default | None = "default",
+    extended_key_usage: Iterable[x509.ObjectIdentifier] | Default | None = "default",
 ) -> Issued:
-    """One certificate; `issuer=None` makes it self-signed (a root)."""
+    """One certificate; `issuer=None` makes it self-signed (a root).
+
+    `key_usage` names the KeyUsage bits to set (`"key_encipherment"`, ...) and
+    `extended_key_usage` the EKU OIDs; None omits the extension.
+    """
     key = key or ec_key()
     not_before = not_before or NOW - timedelta(days=30)
     not_after = not_after or NOW + timedelta(days=365)
@@ -115,12 +126,14 @@ def issue(
             critical=False,
         )
     )
-    if ca:
-        builder = builder.add_extension(_key_usage(key_cert_sign=True, crl_sign=True), True)
-    else:
-        builder = builder.add_extension(
-            _key_usage(digital_signature=True, key_encipherment=True), True
-        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    if key_usage == "default":
+        key_usage = ("key_cert_sign", "crl_sign") if ca else LEAF_KEY_USAGE
+    if key_usage is not None:
+        builder = builder.add_extension(_key_usage(**dict.fromkeys(key_usage, True)), True)
+    if extended_key_usage == "default":
+        extended_key_usage = None if ca else (ExtendedKeyUsageOID.SERVER_AUTH,)
+    if extended_key_usage is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_key_usage)), False)
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
     names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
     if names:

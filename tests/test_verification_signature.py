@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from werkzeug.datastructures import Headers
 
 from tests import pki
 from verification import SignatureVerifier, VerificationFailed
+from verification.chains import FAILURE_TTL, KNOWN_FAILURE_TTL, MAX_CONCURRENT_FETCHES
 from verification.devca import local_chains_fetcher
 from verification.errors import CertFetchFailed
 from verification.signature import certifi_roots
@@ -66,6 +70,12 @@ def refusal(verifier: SignatureVerifier, headers, body: bytes = BODY) -> str:
     with pytest.raises(VerificationFailed) as failure:
         verifier.verify(headers, body.decode("utf-8"), None)
     return failure.value.reason
+
+
+def failure(verifier: SignatureVerifier, headers, body: bytes = BODY) -> VerificationFailed:
+    with pytest.raises(VerificationFailed) as caught:
+        verifier.verify(headers, body.decode("utf-8"), None)
+    return caught.value
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +197,51 @@ def test_leaf_signed_by_a_non_ca_certificate_is_refused_as_chain(chain):
     assert refusal(verifier, pki.sign(leaf, BODY)) == "chain"
 
 
+def test_leaf_whose_key_usage_lacks_digital_signature_is_refused_as_chain():
+    # RFC 5280 4.2.1.3: a key whose KeyUsage is keyEncipherment only must not verify signatures.
+    chain = pki.alexa_chain(key_usage=("key_encipherment",))
+    verifier, _ = verifier_for(chain)
+    refused = failure(verifier, chain.sign(BODY))
+    assert refused.reason == "chain"
+    assert refused.detail is not None and "digitalSignature" in refused.detail
+
+
+def test_leaf_without_a_key_usage_extension_is_accepted_as_unrestricted():
+    # RFC 5280: an absent KeyUsage restricts nothing (Amazon's own leaf does carry one).
+    chain = pki.alexa_chain(key_usage=None)
+    verifier, _ = verifier_for(chain)
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+
+
+def test_leaf_with_digital_signature_as_its_only_key_usage_is_accepted():
+    chain = pki.alexa_chain(key_usage=("digital_signature",))
+    verifier, _ = verifier_for(chain)
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+
+
+@pytest.mark.parametrize(
+    "usages",
+    [
+        (ExtendedKeyUsageOID.CLIENT_AUTH,),
+        (ExtendedKeyUsageOID.CODE_SIGNING,),
+        (ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,),
+    ],
+    ids=["clientAuth", "codeSigning", "anyExtendedKeyUsage"],
+)
+def test_leaf_whose_extended_key_usage_omits_server_auth_is_refused_as_chain(usages):
+    # The web-PKI server policy's rule, kept as ours: a present EKU must name serverAuth.
+    chain = pki.alexa_chain(extended_key_usage=usages)
+    verifier, _ = verifier_for(chain)
+    assert refusal(verifier, chain.sign(BODY)) == "chain"
+
+
+def test_leaf_without_an_extended_key_usage_extension_is_accepted():
+    # Nothing beyond the server policy: an absent EKU is unrestricted (RFC 5280 4.2.1.12).
+    chain = pki.alexa_chain(extended_key_usage=None)
+    verifier, _ = verifier_for(chain)
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+
+
 def test_garbage_chain_is_refused_as_chain():
     fetch = CountingFetch({pki.CHAIN_URL: b"<html>Access Denied</html>"})
     verifier = SignatureVerifier(roots=[pki.root().cert], fetch=fetch, now=Clock())
@@ -289,12 +344,6 @@ def test_an_injected_fetcher_raising_anything_is_a_cert_fetch_refusal(chain):
 
     verifier = SignatureVerifier(roots=[chain.root.cert], fetch=broken, now=Clock())
     assert refusal(verifier, chain.sign(BODY)) == "cert-fetch"
-
-
-def failure(verifier: SignatureVerifier, headers, body: bytes = BODY) -> VerificationFailed:
-    with pytest.raises(VerificationFailed) as caught:
-        verifier.verify(headers, body.decode("utf-8"), None)
-    return caught.value
 
 
 def test_fetch_failure_message_is_fixed_text_and_the_detail_is_kept_for_the_log(chain):
@@ -406,7 +455,7 @@ def test_cached_key_expires_with_an_intermediate_that_expires_before_the_leaf():
     assert len(fetch.calls) == 2
 
 
-def test_a_failed_validation_is_not_cached(chain):
+def test_a_failed_validation_is_retried_once_its_failure_window_has_passed(chain):
     clock = Clock(pki.NOW - timedelta(days=60))  # before the leaf's notBefore
     verifier, fetch = verifier_for(chain, now=clock)
     assert refusal(verifier, chain.sign(BODY)) == "not-yet-valid"
@@ -424,13 +473,13 @@ def test_a_url_is_never_answered_from_another_urls_entry(chain):
     assert refusal(verifier, headers) == "chain"
 
 
-def test_cache_is_bounded_and_evicts_the_least_recently_used(chain):
+def test_cache_of_chains_not_yet_known_is_bounded_and_evicts_the_least_recently_used(chain):
     urls = [f"https://s3.amazonaws.com/echo.api/chain-{n}.pem" for n in range(4)]
     fetch = CountingFetch(dict.fromkeys(urls, chain.pem))
     verifier = SignatureVerifier(roots=[chain.root.cert], fetch=fetch, now=Clock(), cache_size=3)
-    signed = chain.sign(BODY)
+    # Keys looked up but never used on a genuine signature: none of these URLs is known.
     for url in [*urls[:3], urls[0], urls[3], urls[0], urls[1]]:
-        verifier.verify({**signed, "SignatureCertChainUrl": url}, BODY.decode(), None)
+        verifier.leaf_key(url)
     # urls[1] was least recently used when urls[3] arrived, so only it was fetched twice.
     assert fetch.calls == [*urls[:3], urls[3], urls[1]]
 
@@ -543,3 +592,205 @@ def test_prefetch_validates_and_caches_so_the_first_request_fetches_nothing(chai
     assert results[1][0] == bad and results[1][1].reason == "cert-url"
     verifier.verify(chain.sign(BODY), BODY.decode(), None)
     assert fetch.calls == [chain.url]
+
+
+# --- fetching cannot be abused (DESIGN §14) -----------------------------------------------------
+
+UNSIGNED = {"Signature-256": base64.b64encode(b"\0" * 256).decode()}  # base64, but no signature
+
+
+def bogus_url(n: int) -> str:
+    return f"https://s3.amazonaws.com/echo.api/bogus-{n}.pem"
+
+
+def spellings(url: str) -> list[str]:
+    """64 header texts that all name `url` once dot segments, case and port are normalised."""
+    path = url.removeprefix("https://s3.amazonaws.com")
+    head, name = path.rsplit("/", 1)
+    hosts = ["s3.amazonaws.com", "S3.AMAZONAWS.COM", "s3.amazonaws.com:443", "S3.AmazonAWS.com:443"]
+    return [f"https://{hosts[n % 4]}{head}/x{n}/../{name}" for n in range(64)]
+
+
+def flood(verifier: SignatureVerifier, urls: Iterable[str]) -> set[str]:
+    """Unsigned requests naming each URL; the reasons they were refused with."""
+    return {refusal(verifier, {**UNSIGNED, "SignatureCertChainUrl": url}) for url in urls}
+
+
+def test_sixty_four_spellings_of_one_chain_url_fetch_it_once(chain):
+    verifier, fetch = verifier_for(chain)
+    assert len(set(spellings(chain.url))) == 64
+    assert flood(verifier, spellings(chain.url)) == {"signature"}
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+    assert fetch.calls == [chain.url]
+
+
+def test_spellings_of_a_prefetched_url_neither_fetch_nor_evict_it(chain):
+    verifier, fetch = verifier_for(chain, cache_size=8)
+    verifier.prefetch([chain.url])
+    flood(verifier, spellings(chain.url))
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+    assert fetch.calls == [chain.url]
+
+
+class AnyChainFetch:
+    """The worst case for the cache: every URL serves a valid chain, counted by URL."""
+
+    def __init__(self, pem: bytes) -> None:
+        self.pem = pem
+        self.calls: list[str] = []
+
+    def __call__(self, url: str) -> bytes:
+        self.calls.append(url)
+        return self.pem
+
+
+def make_known_by_prefetch(verifier: SignatureVerifier, chain: pki.AlexaChain) -> None:
+    assert verifier.prefetch([chain.url]) == [(chain.url, None)]
+
+
+def make_known_as_a_local_chain(verifier: SignatureVerifier, chain: pki.AlexaChain) -> None:
+    verifier.mark_known([chain.url])  # what the skill does for [verification.local_chains]
+    verifier.leaf_key(chain.url)
+
+
+def make_known_by_a_genuine_signature(verifier: SignatureVerifier, chain: pki.AlexaChain) -> None:
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+
+
+KNOWN_BY = pytest.mark.parametrize(
+    "make_known",
+    [make_known_by_prefetch, make_known_as_a_local_chain, make_known_by_a_genuine_signature],
+    ids=["prefetched", "local-chain", "verified-a-signature"],
+)
+
+
+@KNOWN_BY
+def test_a_known_chain_keeps_its_entry_through_a_flood_of_a_thousand_bogus_urls(chain, make_known):
+    fetch = AnyChainFetch(chain.pem)
+    verifier = SignatureVerifier(roots=[chain.root.cert], fetch=fetch, now=Clock())
+    make_known(verifier, chain)
+    # Each bogus URL even serves a valid chain, so each would take a cache entry.
+    assert flood(verifier, (bogus_url(n) for n in range(1000))) == {"signature"}
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+    assert fetch.calls.count(chain.url) == 1
+    assert len(fetch.calls) == 1001
+
+
+def test_a_failing_url_is_fetched_once_within_the_failure_window(chain):
+    clock = Clock()
+    verifier, fetch = verifier_for(chain, now=clock)
+    missing = "https://s3.amazonaws.com/echo.api/missing.pem"
+    headers = {**chain.sign(BODY), "SignatureCertChainUrl": missing}
+    first = failure(verifier, headers)
+    clock.now += FAILURE_TTL - timedelta(seconds=1)
+    again = [
+        failure(verifier, {**headers, "SignatureCertChainUrl": url}) for url in spellings(missing)
+    ]
+
+    assert fetch.calls == [missing]
+    assert {(refused.reason, refused.message) for refused in again} == {
+        (first.reason, first.message)
+    }
+    assert all(refused.detail and "missing.pem" in refused.detail for refused in again)
+
+
+def test_a_failing_url_is_fetched_again_once_the_failure_window_has_passed(chain):
+    clock = Clock()
+    verifier, fetch = verifier_for(chain, now=clock)
+    missing = "https://s3.amazonaws.com/echo.api/missing.pem"
+    headers = {**chain.sign(BODY), "SignatureCertChainUrl": missing}
+    assert refusal(verifier, headers) == "cert-fetch"
+    clock.now += FAILURE_TTL
+    fetch.chains[missing] = chain.pem  # the chain has appeared meanwhile
+    verifier.verify(headers, BODY.decode(), None)
+    assert fetch.calls == [missing, missing]
+
+
+def test_a_chain_that_fails_validation_is_not_fetched_again_within_the_window():
+    chain = pki.alexa_chain(dns_names=("example.com",))
+    verifier, fetch = verifier_for(chain)
+    assert [refusal(verifier, chain.sign(BODY)) for _ in range(5)] == ["san"] * 5
+    assert fetch.calls == [chain.url]
+
+
+def test_a_flood_of_failing_bogus_urls_costs_one_fetch_each(chain):
+    verifier, fetch = verifier_for(chain)
+    urls = [bogus_url(n) for n in range(100)]
+    for _ in range(3):
+        assert flood(verifier, urls) == {"cert-fetch"}
+    assert fetch.calls == urls
+
+
+def test_a_known_urls_failed_fetch_is_retried_after_seconds_not_a_minute(chain):
+    # A prefetch that failed at start (network not up yet) must not refuse Alexa for a minute.
+    clock = Clock()
+    fetch = CountingFetch({})
+    verifier = SignatureVerifier(roots=[chain.root.cert], fetch=fetch, now=clock)
+    assert verifier.prefetch([chain.url])[0][1].reason == "cert-fetch"
+    fetch.chains[chain.url] = chain.pem
+    assert refusal(verifier, chain.sign(BODY)) == "cert-fetch"  # still within its short window
+    clock.now += KNOWN_FAILURE_TTL
+    verifier.verify(chain.sign(BODY), BODY.decode(), None)
+    assert fetch.calls == [chain.url, chain.url]
+
+
+class HeldFetch:
+    """Serves `chains`; any other URL blocks until `release` is set, then fails."""
+
+    def __init__(self, chains: dict[str, bytes]) -> None:
+        self.chains = chains
+        self.calls: list[str] = []
+        self.held = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def __call__(self, url: str) -> bytes:
+        self.calls.append(url)
+        if url in self.chains:
+            return self.chains[url]
+        self.held.release()
+        self.release.wait(timeout=10)
+        raise CertFetchFailed(f"no chain at {url}")
+
+
+def hold_every_fetch_slot(verifier: SignatureVerifier, fetch: HeldFetch) -> list[threading.Thread]:
+    """MAX_CONCURRENT_FETCHES unsigned requests whose fetches hang in the fetcher."""
+    threads = [
+        threading.Thread(target=flood, args=(verifier, [bogus_url(n)]))
+        for n in range(MAX_CONCURRENT_FETCHES)
+    ]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert fetch.held.acquire(timeout=10)
+    return threads
+
+
+@KNOWN_BY
+def test_a_known_url_whose_entry_expired_is_fetched_while_bogus_fetches_hold_every_slot(
+    make_known,
+):
+    first = pki.alexa_chain(not_after=pki.NOW + timedelta(hours=1))
+    renewed = pki.alexa_leaf(first.intermediate, not_after=pki.NOW + timedelta(days=90))
+    fetch = HeldFetch({first.url: first.pem})
+    clock = Clock()
+    verifier = SignatureVerifier(roots=[first.root.cert], fetch=fetch, now=clock)
+    make_known(verifier, first)
+    fetch.chains[first.url] = pki.chain_pem(renewed, first.intermediate)
+    clock.now = pki.NOW + timedelta(hours=2)  # the cached entry has expired
+    threads = hold_every_fetch_slot(verifier, fetch)
+    try:
+        verifier.verify(pki.sign(renewed, BODY), BODY.decode(), None)
+        # The bound still holds for URLs that are not known.
+        assert flood(verifier, [bogus_url(99)]) == {"cert-fetch"}
+    finally:
+        fetch.release.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert fetch.calls.count(first.url) == 2
+    assert bogus_url(99) not in fetch.calls
+
+
+def test_a_signature_that_is_not_base64_costs_no_fetch(chain):
+    verifier, fetch = verifier_for(chain)
+    assert refusal(verifier, {**chain.sign(BODY), "Signature-256": "not base64!!"}) == "signature"
+    assert fetch.calls == []

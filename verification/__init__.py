@@ -5,6 +5,7 @@ from verification import sdkcompat
 sdkcompat.install()  # before anything below imports ask_sdk_webservice_support
 
 from verification.application_id import ApplicationIdVerifier  # noqa: E402
+from verification.chains import ChainCache  # noqa: E402
 from verification.devca import DevCA  # noqa: E402
 from verification.errors import VerificationFailed  # noqa: E402
 from verification.signature import SignatureVerifier  # noqa: E402
@@ -12,6 +13,7 @@ from verification.timestamp import TimestampVerifier  # noqa: E402
 
 __all__ = [
     "ApplicationIdVerifier",
+    "ChainCache",
     "DevCA",
     "SignatureVerifier",
     "TimestampVerifier",

@@ -3,9 +3,11 @@
 Per request: the signature header, Amazon's URL rules, then the leaf key for
 that URL, then one RSA PKCS#1 v1.5 verification over the body bytes exactly
 as received. Getting the leaf key is the expensive part (fetch, parse, path
-validation), so the *validated* key is cached per URL until the leaf's
-notAfter, measured with the injected clock. A warm request is a dict lookup,
-an expiry compare and one RSA verify.
+validation), so the *validated* key is cached per normalised URL until the
+path's earliest notAfter, measured with the injected clock, in a
+`ChainCache` that keeps unsigned floods from costing fetches or evicting the
+chains Alexa uses. A warm request is a few dict lookups, an expiry compare and
+one RSA verify.
 """
 
 from __future__ import annotations
@@ -14,10 +16,7 @@ import base64
 import binascii
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,9 +31,14 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
 
 from verification.certurl import check_cert_url
+from verification.chains import (
+    CACHE_SIZE,
+    MAX_CONCURRENT_FETCHES,
+    ChainCache,
+    SigningKey,
+)
 from verification.errors import (
     CertExpired,
-    CertFetchFailed,
     CertNotYetValid,
     ChainInvalid,
     HeadersMissing,
@@ -48,12 +52,6 @@ SIGNATURE_256_HEADER = "Signature-256"
 SIGNATURE_SHA1_HEADER = "Signature"
 CERT_URL_HEADER = "SignatureCertChainUrl"
 ALEXA_SAN = "echo-api.amazon.com"
-CACHE_SIZE = 64
-#: Chain fetches in flight at once. Alexa uses one or two URLs, cached after the
-#: first request; a flood of distinct bogus URLs must not tie up every worker
-#: thread in 2-second fetches, so past this bound a new URL is refused at once.
-MAX_CONCURRENT_FETCHES = 4
-FETCH_FAILED = "certificate chain could not be fetched"
 
 _PADDING = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
@@ -78,15 +76,6 @@ def certifi_roots() -> list[x509.Certificate]:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class _LeafKey:
-    """A leaf's public key that passed validation, and the window it may be used in."""
-
-    key: RSAPublicKey
-    not_before: datetime
-    not_after: datetime
 
 
 class SignatureVerifier(AbstractVerifier):
@@ -114,14 +103,14 @@ class SignatureVerifier(AbstractVerifier):
         self._fetch = fetch if fetch is not None else fetch_chain
         self._now = now if now is not None else _utcnow
         self.allow_sha1 = allow_sha1
-        self._cache_size = cache_size
-        # Keyed by the header's exact text: an entry exists only for a URL that
-        # passed the URL rules, so a hit may skip them, and no URL is ever
-        # answered from another URL's entry.
-        self._cache: OrderedDict[str, _LeafKey] = OrderedDict()
-        self._loading: dict[str, Future[_LeafKey]] = {}
-        self._lock = threading.Lock()
-        self._fetch_slots = threading.BoundedSemaphore(max_concurrent_fetches)
+        #: Validated keys by normalised URL (Amazon's rules normalise and refuse).
+        self.chains = ChainCache(
+            self._fetch,
+            check_cert_url,
+            self._validate,
+            size=cache_size,
+            max_concurrent_fetches=max_concurrent_fetches,
+        )
 
     def verify(
         self, headers: Any, serialized_request_env: str, deserialized_request_env: Any
@@ -130,11 +119,11 @@ class SignatureVerifier(AbstractVerifier):
         url = _header(headers, CERT_URL_HEADER)
         if not url:
             raise HeadersMissing(f"{CERT_URL_HEADER} header is missing")
-        key = self.leaf_key(url)
-        try:
+        try:  # before the key: a signature that is not even base64 costs no fetch
             signature = base64.b64decode(signature_b64, validate=True)
         except (binascii.Error, ValueError):
             raise SignatureInvalid("signature header is not base64") from None
+        key = self.leaf_key(url)
         body = (
             serialized_request_env.encode("utf-8")
             if isinstance(serialized_request_env, str)
@@ -144,6 +133,7 @@ class SignatureVerifier(AbstractVerifier):
             key.verify(signature, body, _PADDING, algorithm)
         except InvalidSignature:
             raise SignatureInvalid("signature does not match the request body") from None
+        self.chains.signature_verified(url)  # a genuine signature: Alexa's own chain
 
     def _signature_header(self, headers: Any) -> tuple[str, hashes.HashAlgorithm]:
         """The signature to check and its hash: Signature-256 whenever it is present at all.
@@ -172,60 +162,13 @@ class SignatureVerifier(AbstractVerifier):
         now = self._now()
         if now.tzinfo is None:  # an injected clock may be naive; Alexa's times are UTC
             now = now.replace(tzinfo=UTC)
-        with self._lock:
-            entry = self._cache.get(url)
-            if entry is not None:
-                if entry.not_before <= now <= entry.not_after:
-                    self._cache.move_to_end(url)
-                    return entry.key
-                del self._cache[url]  # expired by the clock: fetch and validate again
-            loading = self._loading.get(url)
-            owner = loading is None
-            if owner:
-                loading = self._loading[url] = Future()
-        assert loading is not None
-        if not owner:
-            try:
-                return loading.result().key
-            except VerificationFailed as exc:
-                # A fresh exception per waiter; they must not share one traceback.
-                raise type(exc)(exc.message, detail=exc.detail) from None
-        try:
-            entry = self._load(url, now)
-        except BaseException as exc:
-            with self._lock:
-                del self._loading[url]
-            loading.set_exception(exc)
-            raise
-        with self._lock:
-            # Cache and release together, so a late arrival sees one or the other.
-            self._cache[url] = entry
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-            del self._loading[url]
-        loading.set_result(entry)
-        return entry.key
+        return self.chains.key(url, now).key
 
-    def _load(self, url: str, now: datetime) -> _LeafKey:
-        normalized = check_cert_url(url)  # before anything is fetched
-        # A fetcher's own text names hosts, resolver errors and local paths: that is
-        # for the operator log (`detail`), the message stays one fixed sentence.
-        if not self._fetch_slots.acquire(blocking=False):
-            raise CertFetchFailed(FETCH_FAILED, detail="too many certificate fetches in flight")
-        try:
-            pem = self._fetch(normalized)
-        except CertFetchFailed as exc:
-            raise CertFetchFailed(FETCH_FAILED, detail=exc.detail or exc.message) from None
-        except VerificationFailed:
-            raise
-        except Exception as exc:  # an injected fetcher's own errors are still fetch failures
-            detail = f"certificate chain fetch failed: {type(exc).__name__}: {exc}"
-            raise CertFetchFailed(FETCH_FAILED, detail=detail) from None
-        finally:
-            self._fetch_slots.release()
-        return self._validate(pem, now)
+    def mark_known(self, urls: Iterable[str]) -> list[str]:
+        """Declare chain URLs the operator trusts to be used (local chains); see ChainCache."""
+        return self.chains.mark_known(urls)
 
-    def _validate(self, pem: bytes, now: datetime) -> _LeafKey:
+    def _validate(self, pem: bytes, now: datetime) -> SigningKey:
         """Parse and validate a PEM chain (leaf first) at `now`; return its leaf key."""
         try:
             certificates = x509.load_pem_x509_certificates(pem)
@@ -259,19 +202,26 @@ class SignatureVerifier(AbstractVerifier):
                 "certificate chain does not validate",
                 detail=f"certificate chain does not validate: {exc}",
             ) from None
+        _require_digital_signature(leaf)
         key = leaf.public_key()
         if not isinstance(key, RSAPublicKey):
             raise ChainInvalid("signing certificate key is not RSA")
         # The key is trustworthy only while the whole validated path is: an
         # intermediate expiring before the leaf ends the cache entry too.
-        return _LeafKey(
+        return SigningKey(
             key,
             max(certificate.not_valid_before_utc for certificate in path),
             min(certificate.not_valid_after_utc for certificate in path),
         )
 
     def prefetch(self, urls: Iterable[str]) -> list[tuple[str, VerificationFailed | None]]:
-        """Fetch, validate and cache each URL now (at start); report each URL's failure."""
+        """Fetch, validate and cache each URL now (at start); report each URL's failure.
+
+        Listed URLs are known whether or not this first fetch works: the operator
+        named them, and a later retry must get its fetch capacity.
+        """
+        urls = list(urls)
+        self.mark_known(urls)
         results: list[tuple[str, VerificationFailed | None]] = []
         for url in urls:
             try:
@@ -292,6 +242,25 @@ def _san_dns_names(certificate: x509.Certificate) -> set[str]:
         raise ChainInvalid("signing certificate extensions do not parse") from None
     # DNS names compare case-insensitively, but only literally: "*.amazon.com" is not ours.
     return {name.lower() for name in san.value.get_values_for_type(x509.DNSName)}
+
+
+def _require_digital_signature(certificate: x509.Certificate) -> None:
+    """Refuse a key its certificate does not allow to verify signatures (RFC 5280 4.2.1.3).
+
+    The server policy only forbids keyCertSign on a leaf, so a keyEncipherment-only
+    leaf would pass it. An absent KeyUsage restricts nothing and is accepted.
+    """
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    except ValueError:  # a malformed extension
+        raise ChainInvalid("signing certificate extensions do not parse") from None
+    if not usage.digital_signature:
+        raise ChainInvalid(
+            "certificate chain does not validate",
+            detail="signing certificate KeyUsage does not include digitalSignature",
+        )
 
 
 def _header(headers: Any, name: str) -> str | None:
