@@ -67,6 +67,9 @@ def dispatch_config(ca: DevCA, directory: Path, function_port: int) -> Path:
     root.write_bytes(ca.root.public_bytes(Encoding.PEM))
     config = directory / "dispatch.toml"
     config.write_text(
+        # No admin listener: it idles under load, and the workers are then the
+        # master's only children (what CPU per request is measured over).
+        "[server]\nadmin_port = 0\n\n"
         f'[skill]\napplication_ids = ["{application_id()}"]\n\n'
         f'[verification]\ntrusted_roots = ["{root}"]\n\n'
         f'[verification.local_chains]\n"{ca.chain_url}" = "{ca.chain_path}"\n\n'

@@ -424,6 +424,8 @@ def _check(settings: Settings) -> Settings:
         value = getattr(server, key)
         if value is not None and not Path(value).is_file():
             raise ConfigError(settings.source, f"server.{key}", f"no such file: {value}")
+    if server.certfile and server.keyfile:
+        _check_tls_pair(settings.source, server.certfile, server.keyfile)
     for index, root in enumerate(settings.verification.trusted_roots):
         _check_pem(settings.source, f"verification.trusted_roots[{index}]", root)
     for url, chain in settings.verification.local_chains.items():
@@ -478,6 +480,23 @@ def _admin(source: str, server: ServerSettings) -> ServerSettings:
         if not token.strip():
             raise ConfigError(source, "server.admin_token_file", "the token file is empty")
     return replace(server, admin_port=port, admin_token=token)
+
+
+def _check_tls_pair(source: str, certfile: str, keyfile: str) -> None:
+    """The certificate chain and its private key load together, as the server will load them."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        raise ConfigError(
+            source,
+            "server.keyfile",
+            f"{certfile} and {keyfile} do not load as a TLS pair: {reason}",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(source, "server.certfile", f"cannot read: {exc.strerror}") from None
 
 
 def _check_pem(source: str, key: str, path: str) -> None:

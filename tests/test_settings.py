@@ -336,3 +336,17 @@ def test_an_empty_admin_token_file_is_refused(tmp_path):
         load_settings(write(tmp_path, f'[server]\nadmin_token_file = "{token}"\n'), environ={})
     assert error.value.key == "server.admin_token_file"
     assert "empty" in error.value.reason
+
+
+def test_a_key_that_does_not_match_the_certificate_fails_at_start(tmp_path):
+    from tests import pki
+
+    root = pki.tls_root()
+    one, other = pki.server_certificate(root), pki.server_certificate(root)
+    (tmp_path / "cert.pem").write_bytes(one.pem)
+    (tmp_path / "key.pem").write_bytes(other.key_pem)
+    text = f'[server]\ncertfile = "{tmp_path / "cert.pem"}"\nkeyfile = "{tmp_path / "key.pem"}"\n'
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text), environ={})
+    assert error.value.key == "server.keyfile"
+    assert "TLS pair" in error.value.reason
