@@ -8,10 +8,14 @@ what it says. The tools run as the user runs them, as child processes.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +27,7 @@ import pytest
 from skill import client
 from tests import pki
 from tests.helpers import free_port
+from verification.devca import DevCA
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = "2"  # --timeout for every run: long enough for a loaded machine's loopback
@@ -233,3 +238,140 @@ def test_https_is_read_under_the_same_deadline_and_a_stalled_handshake_is_bounde
     # A plain TCP listener that takes the ClientHello and never answers it.
     with endpoint(silent) as url, pytest.raises(client.EndpointDeadlineExceeded):
         client.post(url.replace("http:", "https:"), b"{}", {}, timeout=1, context=trusting)
+
+
+# --- running the tools -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("hostile-devca")
+    DevCA.load_or_create(home)  # once, so no child creates it while another reads it
+    return home
+
+
+def cli(*args: str, home: Path, measure: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `funker-dispatch ARGS`; with `measure`, its peak RSS in KiB is written there."""
+    environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(home), "COLUMNS": "200"}
+    environment.pop("FUNKER_DISPATCH_CONFIG", None)
+    command = [sys.executable, "-m", "skill.cli", *args]
+    if measure is not None:
+        command = [sys.executable, "-c", MEASURED, str(measure), *command]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=environment, cwd=ROOT, timeout=LIVENESS
+    )
+
+
+# Runs the tool as its own child, so RUSAGE_CHILDREN is that one process's peak,
+# not the largest of everything this test session ever started.
+MEASURED = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[2:], timeout=60)
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(done.returncode)
+"""
+
+
+def failed_with_one_line(done: subprocess.CompletedProcess[str], url: str, said: str) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr + done.stdout
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert url in lines[0] and said in lines[0], lines[0]
+    assert not RAW_CONTROL.search(done.stderr), repr(done.stderr)
+    return lines[0]
+
+
+# --- simulate: every transport failure is one line and exit 2 ------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "said"),
+    [
+        pytest.param(
+            garbage, "not an HTTP answer (status line 'SSH-2.0-OpenSSH_9.2')", id="garbage"
+        ),
+        pytest.param(hang_up, "closed the connection without answering", id="hang-up"),
+        pytest.param(reset, "connection", id="reset"),
+        pytest.param(truncated, "the answer's body ended early", id="truncated"),
+        pytest.param(silent, "no answer within 2 s", id="silent"),
+        pytest.param(TRICKLED_HEADERS, "no answer within 2 s", id="trickled-headers"),
+        pytest.param(TRICKLED_BODY, "the answer did not finish within 2 s", id="trickled-body"),
+        pytest.param(big_body("length"), "the answer's body is over 1 MiB", id="declared-too-big"),
+        pytest.param(answer(200, b"<html>OK</html>", "text/html"), "not a JSON object", id="html"),
+        pytest.param(answer(200, b"[" * 100_000), "not a JSON object", id="deeply-nested"),
+    ],
+)
+def test_simulate_against_a_broken_endpoint_says_what_broke_in_one_line(home, behaviour, said):
+    with endpoint(behaviour) as url:
+        done = cli("simulate", "--launch", "--url", url, "--timeout", TIMEOUT, home=home)
+    line = failed_with_one_line(done, url, said)
+    assert line.startswith("funker-dispatch simulate: ")
+
+
+def test_simulate_the_timeout_defaults_to_ten_seconds(home):
+    # No --timeout: the default is named in the message. The trickle would hold
+    # a per-operation timeout for ever.
+    with endpoint(TRICKLED_HEADERS) as url:
+        done = cli("simulate", "--launch", "--url", url, home=home)
+    failed_with_one_line(done, url, "no answer within 10 s")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e300", "soon"])
+def test_simulate_refuses_a_timeout_that_is_not_a_positive_number(home, value):
+    done = cli("simulate", "--launch", "--timeout", value, home=home)
+    assert done.returncode == 2
+    assert "argument --timeout: " in done.stderr and "seconds" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_simulate_reads_at_most_a_mebibyte_of_a_huge_body(home, tmp_path, framing):
+    peak = tmp_path / "maxrss"
+    with endpoint(big_body(framing)) as url:
+        done = cli("simulate", "--launch", "--url", url, "--timeout", "20", home=home, measure=peak)
+    failed_with_one_line(done, url, "the answer's body is over 1 MiB")
+    # The tool itself is some 80 MiB of Python; 400 MiB read whole is far past this.
+    assert int(peak.read_text()) < 200 * 1024, f"peak RSS {int(peak.read_text()) // 1024} MiB"
+
+
+# --- dialog and certify ------------------------------------------------------------
+
+OPEN_SESSION = json.dumps(
+    {
+        "version": "1.0",
+        "response": {
+            "outputSpeech": {"type": "PlainText", "text": "Welcome, first turn."},
+            "shouldEndSession": False,
+        },
+    }
+).encode()
+
+
+def test_dialog_prints_the_turns_it_had_then_the_failure_in_one_line(home, tmp_path):
+    script = tmp_path / "two-turns.txt"
+    script.write_text("open funker dispatch\nsay hello\n")
+    with endpoint(answer(200, OPEN_SESSION), silent) as url:
+        done = cli("dialog", "--script", str(script), "--url", url, "--timeout", TIMEOUT, home=home)
+    line = failed_with_one_line(done, url, "no answer within 2 s")
+    assert line.startswith("funker-dispatch dialog: ")
+    assert "alexa Welcome, first turn." in done.stdout
+
+
+def test_certify_against_a_trickling_endpoint_stops_within_its_timeout(home):
+    with endpoint(TRICKLED_BODY) as url:
+        done = cli("certify", url, "--timeout", TIMEOUT, home=home)
+    line = failed_with_one_line(done, url, "the answer did not finish within 2 s")
+    assert line.startswith("funker-dispatch certify: ")
+
+
+def test_certify_stops_at_the_first_check_without_an_answer_and_prints_what_it_has(home):
+    refusal = answer(400, b'{"error": "headers"}')
+    # The trust probe and the first two refusal checks are answered; then silence.
+    with endpoint(refusal, refusal, refusal, silent) as url:
+        done = cli("certify", url, "--timeout", TIMEOUT, home=home)
+    line = failed_with_one_line(done, url, "no answer within 2 s")
+    assert "certificate URL: protocol http" in line  # the check that got no answer
+    assert "no signature headers" in done.stdout and "empty certificate URL" in done.stdout
+    assert "2 pass" in done.stdout
