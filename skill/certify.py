@@ -286,12 +286,15 @@ def _speech_problem(speech: Any) -> str | None:
 
 
 def print_results(url: str, trusts: bool, results: list[Result]) -> int:
+    """The table of results; 1 when a check failed. The endpoint's words are cells as `Text`."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
+
+    from skill.terminal import plain
 
     styles = {PASS: "green", FAIL: "bold red", NOT_ISOLATED: "yellow", NOT_RUN: "dim"}
-    table = Table(title=f"certify {url}")
+    table = Table(title=plain(f"certify {url}"))
     table.add_column("check", no_wrap=True)
     for column in ("want", "got", "result"):
         table.add_column(column)
@@ -299,11 +302,11 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     for result in results:
         style = styles[result.verdict]
         table.add_row(
-            escape(result.check),
+            Text(result.check),
             result.expected,
             "-" if result.status is None else str(result.status),
-            f"[{style}]{result.verdict}[/]",
-            escape(result.detail),
+            Text(result.verdict, style=style),
+            plain(result.detail),
         )
     console = Console(file=sys.stdout, highlight=False)
     console.print(table)
@@ -311,12 +314,14 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     counts = {v: sum(1 for r in results if r.verdict == v) for v in styles}
     console.print(", ".join(f"{n} {v}" for v, n in counts.items() if n))
     if not trusts:
-        console.print(
-            "[yellow]the endpoint does not trust the development CA (a signed LaunchRequest was "
+        # Text, not markup: rich would take "[verification]" for a tag and drop it.
+        note = (
+            "the endpoint does not trust the development CA (a signed LaunchRequest was "
             "refused): a 400 to a check that needs a valid signature to isolate its fault proves "
             "nothing, and valid requests cannot be sent. To run every check, point the endpoint's "
-            "[verification] trusted_roots and local_chains at the development CA.[/]"
+            "[verification] trusted_roots and local_chains at the development CA."
         )
+        console.print(Text(note, style="yellow"))
     return 1 if failed else 0
 
 

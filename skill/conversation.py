@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from rich.console import Console
-from rich.markup import escape
+from rich.highlighter import JSONHighlighter
 from rich.panel import Panel
+from rich.text import Text
 
 from skill import client
 from skill.client import Answer, EndpointProtocolError
@@ -40,6 +41,7 @@ from skill.simulator import (
     strip_invocation,
     timestamp,
 )
+from skill.terminal import json_text, plain, printable
 
 DEFAULT_URL = "http://127.0.0.1:3000/"
 
@@ -266,7 +268,11 @@ class Conversation:
 
 
 class Transcript:
-    """Turns printed for people (rich) or as JSON lines."""
+    """Turns printed for people (rich) or as JSON lines.
+
+    Whatever the endpoint sent is printed through `skill.terminal`: as rich
+    `Text` (never read as markup), without control characters; JSON stays exact.
+    """
 
     def __init__(self, out: IO[str] | None = None, *, as_json: bool = False) -> None:
         self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
@@ -281,36 +287,38 @@ class Transcript:
                 if turn.response is not None
                 else turn.answer.body.decode("utf-8", "replace"),
             }
-            self.console.print_json(json.dumps(document))
+            self.console.print(JSONHighlighter()(Text(json_text(document))))
             return
-        console = self.console
-        console.print(f"[bold cyan]you[/]   {escape(turn.said)}")
-        console.print(f"      [dim]{escape(_described(turn, model))}[/]")
+        say = self.console.print
+        say(Text.assemble(("you", "bold cyan"), "   ", printable(turn.said)))
+        say(Text.assemble("      ", (printable(_described(turn, model)), "dim")))
         if not turn.ok:
-            console.print(
-                f"[bold red]HTTP {turn.answer.status}[/] "
-                + escape(turn.answer.body.decode("utf-8", "replace").strip())
+            error_page = turn.answer.body.decode("utf-8", "replace").strip()
+            say(
+                Text.assemble(
+                    (f"HTTP {turn.answer.status}", "bold red"), " ", printable(error_page)
+                )
             )
             return
         if turn.speech:
-            console.print(f"[bold green]alexa[/] {escape(turn.speech)}")
+            say(Text.assemble(("alexa", "bold green"), " ", printable(turn.speech)))
         card = turn.card
         if card is not None:
-            console.print(_card_panel(card), soft_wrap=False)  # wrap card text inside its box
+            say(_card_panel(card), soft_wrap=False)  # wrap card text inside its box
         if turn.reprompt and not turn.ends_session:
-            console.print(f"      [dim]reprompt: {escape(turn.reprompt)}[/]")
+            say(Text.assemble("      ", (f"reprompt: {printable(turn.reprompt)}", "dim")))
         if turn.ends_session:
-            console.print("      [dim](session ended)[/]")
+            say(Text("      (session ended)", style="dim"))
 
     def no_match(self, error: NoMatch) -> None:
         self.console.print(
-            f"[bold red]no match[/] for {escape(error.utterance)!r}; nearest samples:"
+            Text.assemble(("no match", "bold red"), f" for {error.utterance!r}; nearest samples:")
         )
         for intent, sample in error.nearest:
-            self.console.print(f"  {escape(sample)}  [dim]{escape(intent)}[/]")
+            self.console.print(Text.assemble(f"  {sample}  ", (intent, "dim")))
 
     def note(self, text: str) -> None:
-        self.console.print(f"[yellow]{escape(text)}[/]")
+        self.console.print(Text(text, style="yellow"))
 
 
 def _described(turn: Turn, model: InteractionModel | None) -> str:
@@ -347,14 +355,14 @@ def _card_panel(card: Mapping[str, Any]) -> Panel:
     if kind == "LinkAccount":
         return Panel("link your account in the Alexa app", title="LinkAccount card")
     body = card.get("content") if kind == "Simple" else card.get("text")
-    lines = [escape(str(body or ""))]
+    text = plain(str(body or ""))
     image = card.get("image")
     if isinstance(image, dict):
         for size in ("smallImageUrl", "largeImageUrl"):
             if image.get(size):
-                lines.append(f"[dim]{size}: {escape(str(image[size]))}[/]")
-    title = escape(str(card.get("title") or f"{kind} card"))
-    return Panel("\n".join(lines), title=title, expand=False)
+                text.append(f"\n{size}: {printable(str(image[size]))}", style="dim")
+    title = plain(str(card.get("title") or f"{kind} card"))
+    return Panel(text, title=title, expand=False)
 
 
 # --- the two commands --------------------------------------------------------

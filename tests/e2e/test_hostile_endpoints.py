@@ -375,3 +375,62 @@ def test_certify_stops_at_the_first_check_without_an_answer_and_prints_what_it_h
     assert "certificate URL: protocol http" in line  # the check that got no answer
     assert "no signature headers" in done.stdout and "empty certificate URL" in done.stdout
     assert "2 pass" in done.stdout
+    assert "[verification]" in done.stdout  # the note's config section, not read as markup
+
+
+# --- what the endpoint says never reaches the terminal as control sequences ----------
+
+HOSTILE = "\x1b]0;pwned\x07 [bold]loud[/bold] :smile: \x1b[2J\x9b31m\r\x08\ud800 end\\"
+HOSTILE_RESPONSE = {
+    "version": "1.0",
+    "sessionAttributes": {"note": HOSTILE},
+    "response": {
+        "outputSpeech": {"type": "PlainText", "text": "speech " + HOSTILE},
+        "card": {"type": "Simple", "title": "title " + HOSTILE, "content": "content " + HOSTILE},
+        # SSML entities decode to control characters too.
+        "reprompt": {"outputSpeech": {"type": "SSML", "ssml": "<speak>again &#x1b;[2J</speak>"}},
+        "shouldEndSession": False,
+    },
+}
+
+
+def shown(text: str) -> str:
+    """What a terminal should see of HOSTILE: the same text, its control characters gone."""
+    return text.replace(HOSTILE, "]0;pwned [bold]loud[/bold] :smile: [2J31m\ufffd end\\")
+
+
+def test_speech_card_and_reprompt_are_printed_without_control_characters_or_markup(home):
+    with endpoint(answer(200, json.dumps(HOSTILE_RESPONSE).encode())) as url:
+        done = cli("simulate", "--launch", "--url", url, home=home)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert not RAW_CONTROL.search(done.stdout), repr(done.stdout)
+    assert f"alexa {shown('speech ' + HOSTILE)}\n" in done.stdout
+    assert shown("title " + HOSTILE) in done.stdout
+    assert shown("content " + HOSTILE) in done.stdout
+    assert "reprompt: again [2J" in done.stdout
+
+
+def test_an_error_page_is_printed_without_control_characters(home):
+    with endpoint(answer(500, ("oops " + HOSTILE).encode("utf-8", "surrogatepass"))) as url:
+        done = cli("simulate", "--launch", "--url", url, home=home)
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert not RAW_CONTROL.search(done.stdout), repr(done.stdout)
+    assert "HTTP 500 oops ]0;pwned [bold]loud[/bold] :smile: [2J" in done.stdout
+
+
+def test_json_output_is_exact_and_holds_no_raw_control_character(home):
+    with endpoint(answer(200, json.dumps(HOSTILE_RESPONSE).encode())) as url:
+        done = cli("simulate", "--launch", "--json", "--url", url, home=home)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert not RAW_CONTROL.search(done.stdout.replace("\n", "")), repr(done.stdout)
+    document = json.loads(done.stdout)
+    assert document["status"] == 200
+    assert document["response"] == HOSTILE_RESPONSE
+
+
+def test_certify_prints_the_endpoints_reasons_without_control_characters(home):
+    with endpoint(answer(400, json.dumps({"error": "headers " + HOSTILE}).encode())) as url:
+        done = cli("certify", url, home=home)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert not RAW_CONTROL.search(done.stdout), repr(done.stdout)
+    assert "headers ]0;pwned [bold]loud[/bold]" in done.stdout
