@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from skill import client
+from skill.client import Answer, EndpointError
 from skill.settings import DEVELOPMENT_SKILL_ID
 from skill.simulator import (
     SessionState,
@@ -35,7 +34,6 @@ from skill.simulator import (
 )
 
 ALEXA_TIMEOUT = 8.0  # Alexa gives up on an endpoint after 8 s
-HTTP_TIMEOUT = 15.0
 MAX_RESPONSE_BYTES = 24 * 1024
 STALE_BY = timedelta(seconds=151)  # one second past the 150 s Alexa allows
 WRONG_SKILL_ID = "amzn1.ask.skill.ffffffff-ffff-4fff-bfff-ffffffffffff"
@@ -54,13 +52,9 @@ AMAZON_INVALID_CERT_URLS: tuple[tuple[str, str], ...] = (
 PASS, FAIL, NOT_ISOLATED, NOT_RUN = "pass", "fail", "not isolated", "not run"
 
 Signer = Callable[[bytes], Mapping[str, str]]
+Post = Callable[[str, bytes, Mapping[str, str]], Answer]
 
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-    seconds: float
+PROBE = "the first signed LaunchRequest"  # does the endpoint trust the development CA?
 
 
 @dataclass(frozen=True)
@@ -72,24 +66,18 @@ class Result:
     detail: str = ""
 
 
-class Unreachable(ConnectionError):
-    """Nothing answers at the endpoint URL."""
+class CertifyStopped(Exception):
+    """A check got no HTTP answer at all, so the run stopped there; the results so far."""
 
+    def __init__(self, check: str, error: EndpointError, trusts: bool, results: list[Result]):
+        super().__init__(check, error)
+        self.check = check
+        self.error = error
+        self.trusts = trusts
+        self.results = results
 
-def http_post(url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json", **headers}
-    )
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
-            return Answer(response.status, response.read(), time.monotonic() - started)
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, error.read(), time.monotonic() - started)
-    except (urllib.error.URLError, ConnectionError) as error:
-        raise Unreachable(f"{url}: {getattr(error, 'reason', error)}") from error
-    except TimeoutError:
-        return Answer(0, b"", time.monotonic() - started)
+    def __str__(self) -> str:
+        return f'{self.error} (at "{self.check}")'
 
 
 @dataclass(frozen=True)
@@ -112,13 +100,15 @@ class Certifier:
         sign: Signer,
         skill_id: str = DEVELOPMENT_SKILL_ID,
         locale: str = "en-US",
-        post: Callable[[str, bytes, Mapping[str, str]], Answer] = http_post,
+        timeout: float = client.DEFAULT_TIMEOUT,
+        post: Post | None = None,
     ) -> None:
         self.url = url
         self.sign = sign
         self.skill_id = skill_id
         self.locale = locale
-        self.post = post
+        self.post: Post = post or (lambda u, b, h: client.post(u, b, h, timeout=timeout))
+        self._checking = PROBE
 
     def _body(
         self,
@@ -131,17 +121,33 @@ class Certifier:
         session = SessionState(skill_id or self.skill_id)
         return encode(envelope(request or launch_request(self.locale, now=now), session))
 
-    def _signed(self, body: bytes) -> Answer:
-        return self.post(self.url, body, dict(self.sign(body)))
+    def _send(self, check: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        self._checking = check  # named when this request gets no answer
+        return self.post(self.url, body, headers)
+
+    def _signed(self, check: str, body: bytes) -> Answer:
+        return self._send(check, body, dict(self.sign(body)))
 
     def run(self) -> tuple[bool, list[Result]]:
-        """(endpoint trusts the development CA, results). Unreachable if nothing answers."""
-        probe = self._signed(self._body())
-        # Accepting a dev-CA-signed request is trusting the CA; whether the answer
-        # is a valid response is the LaunchRequest check's business.
-        trusts = probe.status == 200
-        results = [self._refused(check, trusts) for check in self.negatives()]
-        results.extend(self._positives(trusts, probe))
+        """(endpoint trusts the development CA, results).
+
+        Raises CertifyStopped, holding the results so far, at the first check
+        that gets no HTTP answer: an endpoint that hangs or breaks the
+        connection would fail every check after it the same way, slowly.
+        """
+        trusts = False
+        results: list[Result] = []
+        try:
+            probe = self._signed(PROBE, self._body())
+            # Accepting a dev-CA-signed request is trusting the CA; whether the answer
+            # is a valid response is the LaunchRequest check's business.
+            trusts = probe.status == 200
+            for check in self.negatives():
+                results.append(self._refused(check, trusts))
+            for result in self._positives(trusts, probe):
+                results.append(result)
+        except EndpointError as error:
+            raise CertifyStopped(self._checking, error, trusts, results) from None
         return trusts, results
 
     def negatives(self) -> list[Negative]:
@@ -177,7 +183,7 @@ class Certifier:
         return checks
 
     def _refused(self, check: Negative, trusts: bool) -> Result:
-        answer = self.post(self.url, check.body, check.headers)
+        answer = self._send(check.name, check.body, check.headers)
         if answer.status != 400:
             return Result(check.name, "400", FAIL, answer.status, _error_of(answer) or "accepted")
         detail = _error_of(answer)
@@ -188,7 +194,7 @@ class Certifier:
             return Result(check.name, "400", NOT_ISOLATED, 400, f"{detail} ({why})".strip())
         return Result(check.name, "400", PASS, 400, detail)
 
-    def _positives(self, trusts: bool, probe: Answer) -> list[Result]:
+    def _positives(self, trusts: bool, probe: Answer) -> Iterator[Result]:
         named = [
             ("valid LaunchRequest", None, False),
             ("valid IntentRequest (Help)", "intent", False),
@@ -196,22 +202,21 @@ class Certifier:
         ]
         if not trusts:
             why = f"signed launch got {probe.status}"
-            return [Result(name, "200", NOT_RUN, None, why) for name, _, _ in named]
-        results = []
+            for name, _, _ in named:
+                yield Result(name, "200", NOT_RUN, None, why)
+            return
         for name, kind, ends in named:
             if kind is None:
                 answer = probe
             elif kind == "intent":
-                answer = self._signed(
-                    self._body(intent_request("AMAZON.HelpIntent", {}, self.locale))
-                )
+                help_request = intent_request("AMAZON.HelpIntent", {}, self.locale)
+                answer = self._signed(name, self._body(help_request))
             else:
-                answer = self._signed(self._body(session_ended_request(self.locale)))
+                answer = self._signed(name, self._body(session_ended_request(self.locale)))
             problem = _response_problem(answer, ends=ends)
             verdict = PASS if problem is None else FAIL
             detail = problem or f"{answer.seconds * 1000:.0f} ms"
-            results.append(Result(name, "200", verdict, answer.status, detail))
-        return results
+            yield Result(name, "200", verdict, answer.status, detail)
 
 
 def _tampered(body: bytes) -> bytes:
@@ -226,7 +231,7 @@ def _error_of(answer: Answer) -> str:
     """The endpoint's reason, when it gives one in a JSON body ({"error": ...})."""
     try:
         document = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting exhausts the decoder's stack
         return ""
     if isinstance(document, dict) and isinstance(document.get("error"), str):
         return document["error"]
@@ -243,7 +248,7 @@ def _response_problem(answer: Answer, *, ends: bool) -> str | None:
         return f"response is {len(answer.body)} bytes (limit {MAX_RESPONSE_BYTES})"
     try:
         document = json.loads(answer.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return "response is not JSON"
     if not isinstance(document, dict) or not isinstance(document.get("response"), dict):
         return "no response object"
@@ -281,12 +286,15 @@ def _speech_problem(speech: Any) -> str | None:
 
 
 def print_results(url: str, trusts: bool, results: list[Result]) -> int:
+    """The table of results; 1 when a check failed. The endpoint's words are cells as `Text`."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
+
+    from skill.terminal import plain
 
     styles = {PASS: "green", FAIL: "bold red", NOT_ISOLATED: "yellow", NOT_RUN: "dim"}
-    table = Table(title=f"certify {url}")
+    table = Table(title=plain(f"certify {url}"))
     table.add_column("check", no_wrap=True)
     for column in ("want", "got", "result"):
         table.add_column(column)
@@ -294,11 +302,11 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     for result in results:
         style = styles[result.verdict]
         table.add_row(
-            escape(result.check),
+            Text(result.check),
             result.expected,
             "-" if result.status is None else str(result.status),
-            f"[{style}]{result.verdict}[/]",
-            escape(result.detail),
+            Text(result.verdict, style=style),
+            plain(result.detail),
         )
     console = Console(file=sys.stdout, highlight=False)
     console.print(table)
@@ -306,23 +314,33 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     counts = {v: sum(1 for r in results if r.verdict == v) for v in styles}
     console.print(", ".join(f"{n} {v}" for v, n in counts.items() if n))
     if not trusts:
-        console.print(
-            "[yellow]the endpoint does not trust the development CA (a signed LaunchRequest was "
+        # Text, not markup: rich would take "[verification]" for a tag and drop it.
+        note = (
+            "the endpoint does not trust the development CA (a signed LaunchRequest was "
             "refused): a 400 to a check that needs a valid signature to isolate its fault proves "
             "nothing, and valid requests cannot be sent. To run every check, point the endpoint's "
-            "[verification] trusted_roots and local_chains at the development CA.[/]"
+            "[verification] trusted_roots and local_chains at the development CA."
         )
+        console.print(Text(note, style="yellow"))
     return 1 if failed else 0
 
 
-def certify_command(url: str, *, skill_id: str | None = None) -> int:
+def certify_command(
+    url: str, *, skill_id: str | None = None, timeout: float = client.DEFAULT_TIMEOUT
+) -> int:
+    """0 when nothing failed, 1 when a check failed, 2 when a check got no HTTP answer."""
     from verification.devca import DevCA
 
     ca = DevCA.load_or_create()
-    certifier = Certifier(url, sign=ca.sign, skill_id=skill_id or DEVELOPMENT_SKILL_ID)
+    certifier = Certifier(
+        url, sign=ca.sign, skill_id=skill_id or DEVELOPMENT_SKILL_ID, timeout=timeout
+    )
     try:
         trusts, results = certifier.run()
-    except Unreachable as exc:
-        print(f"funker-dispatch certify: cannot reach {exc}", file=sys.stderr)
+    except CertifyStopped as stop:
+        if stop.results:
+            print_results(url, stop.trusts, stop.results)
+        sys.stdout.flush()  # the table first, then why it ends there
+        print(f"funker-dispatch certify: {stop}", file=sys.stderr)
         return 2
     return print_results(url, trusts, results)

@@ -11,6 +11,8 @@ from typing import Any
 
 from skill.settings import ConfigError, Settings, load_settings
 
+MAX_TIMEOUT = 3600.0
+
 
 def package_version() -> str:
     try:
@@ -100,17 +102,42 @@ def _simulator_commands(commands: Any) -> None:
     certify.add_argument(
         "--skill-id", help="the skill id the endpoint accepts (default: the development skill id)"
     )
+    _timeout_flag(certify)
 
 
 def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
     _config_flag(parser)
     parser.add_argument("--url", help="skill endpoint (default http://127.0.0.1:3000/)")
+    _timeout_flag(parser)
     parser.add_argument(
         "--in-process",
         action="store_true",
         help="run the app from --config in this process instead of calling --url",
     )
     parser.add_argument("--locale", default="en-US", help="request locale (default en-US)")
+
+
+def _timeout_flag(parser: argparse.ArgumentParser) -> None:
+    from skill.client import DEFAULT_TIMEOUT
+
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds each HTTP request may take, all told (default {DEFAULT_TIMEOUT:g})",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    # NaN fails both comparisons; past an hour, socket and lock timeouts overflow.
+    if not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"seconds above 0, at most {MAX_TIMEOUT:g}: {text!r}")
+    return value
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "certify":
         from skill.certify import certify_command
 
-        return certify_command(args.url, skill_id=args.skill_id)
+        return certify_command(args.url, skill_id=args.skill_id, timeout=args.timeout)
     if args.command == "models" and args.models_command is None:
         parser.parse_args(["models", "--help"])
     overrides: dict[str, Any] = {}
@@ -245,6 +272,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     from pathlib import Path
 
     from skill import conversation
+    from skill.client import EndpointError, EndpointUnreachable
     from skill.settings import DEVELOPMENT_SKILL_ID
     from skill.simulator import (
         ModelNotFound,
@@ -295,7 +323,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     sign = conversation.dev_ca_signer()
     try:
         with conversation.open_endpoint(
-            url, in_process=args.in_process, settings=settings
+            url, in_process=args.in_process, settings=settings, timeout=args.timeout
         ) as endpoint:
             if args.command == "simulate":
                 return conversation.simulate(
@@ -321,12 +349,13 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
                 transcript=conversation.Transcript(),
             )
             return code
-    except conversation.EndpointUnreachable as exc:
-        print(
-            f"funker-dispatch {args.command}: {conversation.unreachable_message(url, exc)}",
-            file=sys.stderr,
-        )
-        return 1
+    except EndpointError as exc:
+        # No usable answer: one line, the status of a usage error, never a traceback.
+        hint = ""
+        if isinstance(exc, EndpointUnreachable):
+            hint = " — is `make run` (funker-dispatch serve) running?"
+        print(f"funker-dispatch {args.command}: {exc}{hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from rich.console import Console
-from rich.markup import escape
+from rich.highlighter import JSONHighlighter
 from rich.panel import Panel
+from rich.text import Text
 
+from skill import client
+from skill.client import Answer, EndpointProtocolError
 from skill.settings import Settings
 from skill.simulator import (
     InteractionModel,
@@ -38,56 +41,34 @@ from skill.simulator import (
     strip_invocation,
     timestamp,
 )
+from skill.terminal import json_text, plain, printable
 
 DEFAULT_URL = "http://127.0.0.1:3000/"
-HTTP_TIMEOUT = 15.0  # well past Alexa's 8 s, so a slow skill shows as slow, not as a hang
 
 Signer = Callable[[bytes], Mapping[str, str]]
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One HTTP answer: status and body bytes."""
-
-    status: int
-    body: bytes
 
 
 class EnvelopeInvalid(ValueError):
     """A recorded request file cannot be replayed; the message says what is missing."""
 
 
-class EndpointUnreachable(ConnectionError):
-    """Nothing answers at the URL (refused, no route, name not found)."""
-
-
 class Endpoint(Protocol):
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Exchange: ...
+    """Where a conversation's requests go; `post` raises `client.EndpointError` on no answer."""
+
+    url: str
+
+    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer: ...
 
 
 class HttpEndpoint:
-    """A skill endpoint over HTTP(S), with the standard library's client."""
+    """A skill endpoint over HTTP(S): each request bounded by one deadline and the read cap."""
 
-    def __init__(self, url: str, timeout: float = HTTP_TIMEOUT) -> None:
+    def __init__(self, url: str, timeout: float = client.DEFAULT_TIMEOUT) -> None:
         self.url = url
         self.timeout = timeout
 
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Exchange:
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={"Content-Type": "application/json", **headers},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return Exchange(response.status, response.read())
-        except urllib.error.HTTPError as error:
-            return Exchange(error.code, error.read())
-        except urllib.error.URLError as error:
-            raise EndpointUnreachable(f"{self.url}: {error.reason}") from error
-        except ConnectionError as error:
-            raise EndpointUnreachable(f"{self.url}: {error}") from error
+    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        return client.post(self.url, body, headers, timeout=self.timeout)
 
 
 class InProcessEndpoint:
@@ -96,23 +77,28 @@ class InProcessEndpoint:
     def __init__(self, app: Any, path: str = "/") -> None:
         self.client = app.test_client()
         self.path = path
+        self.url = f"(in process) {path}"
 
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Exchange:
+    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        started = time.monotonic()
         answer = self.client.post(
             self.path, data=body, headers=dict(headers), content_type="application/json"
         )
-        return Exchange(answer.status_code, answer.get_data())
+        return Answer(answer.status_code, answer.get_data(), time.monotonic() - started)
 
 
 @contextmanager
-def open_endpoint(url: str, *, in_process: bool, settings: Settings) -> Iterator[Endpoint]:
-    """An endpoint for `url`, or the app built from `settings` when `in_process`.
+def open_endpoint(
+    url: str, *, in_process: bool, settings: Settings, timeout: float = client.DEFAULT_TIMEOUT
+) -> Iterator[Endpoint]:
+    """An endpoint for `url` (each request within `timeout` seconds, all told), or the app
+    built from `settings` when `in_process`.
 
     In process, the embedded default's example functions run for as long as
     the endpoint is open, as `serve` would run them.
     """
     if not in_process:
-        yield HttpEndpoint(url)
+        yield HttpEndpoint(url, timeout)
         return
     from skill.app import create_app
     from skill.server import start_functions, stop_functions
@@ -137,20 +123,20 @@ class Turn:
 
     said: str  # the utterance, or what was sent ("(launch)", "(end session)")
     request: dict[str, Any]
-    exchange: Exchange
+    answer: Answer
     match: Match | None = None
 
-    @property
+    @cached_property
     def response(self) -> dict[str, Any] | None:
         try:
-            value = json.loads(self.exchange.body)
-        except ValueError:
+            value = json.loads(self.answer.body)
+        except (ValueError, RecursionError):  # deep nesting exhausts the decoder's stack
             return None
         return value if isinstance(value, dict) else None
 
     @property
     def ok(self) -> bool:
-        return self.exchange.status == 200 and self.response is not None
+        return self.answer.status == 200 and self.response is not None
 
     def _part(self, *keys: str) -> Any:
         value: Any = self.response
@@ -247,16 +233,19 @@ class Conversation:
             raise EnvelopeInvalid('the envelope\'s "request" has no string "type"')
         sent = json.loads(json.dumps(recorded))
         sent["request"]["timestamp"] = timestamp()
-        body = encode(sent)
-        turn = Turn(said, sent, self.endpoint.post(body, dict(self.sign(body))))
-        self._carry(turn)
-        return turn
+        return self._exchange(sent, said)
 
     def send(self, request: dict[str, Any], said: str, match: Match | None = None) -> Turn:
-        sent = envelope(request, self.session)
+        return self._exchange(envelope(request, self.session), said, match)
+
+    def _exchange(self, sent: dict[str, Any], said: str, match: Match | None = None) -> Turn:
         body = encode(sent)
-        exchange = self.endpoint.post(body, dict(self.sign(body)))
-        turn = Turn(said, sent, exchange, match)
+        turn = Turn(said, sent, self.endpoint.post(body, dict(self.sign(body))), match)
+        if turn.answer.status == 200 and turn.response is None:
+            # A refusal may come as any page; an answer must be a response document.
+            raise EndpointProtocolError(
+                self.endpoint.url, "answered HTTP 200 with a body that is not a JSON object"
+            )
         self._carry(turn)
         return turn
 
@@ -279,7 +268,11 @@ class Conversation:
 
 
 class Transcript:
-    """Turns printed for people (rich) or as JSON lines."""
+    """Turns printed for people (rich) or as JSON lines.
+
+    Whatever the endpoint sent is printed through `skill.terminal`: as rich
+    `Text` (never read as markup), without control characters; JSON stays exact.
+    """
 
     def __init__(self, out: IO[str] | None = None, *, as_json: bool = False) -> None:
         self.console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
@@ -289,41 +282,43 @@ class Transcript:
         if self.as_json:
             document = {
                 "request": turn.request,
-                "status": turn.exchange.status,
+                "status": turn.answer.status,
                 "response": turn.response
                 if turn.response is not None
-                else turn.exchange.body.decode("utf-8", "replace"),
+                else turn.answer.body.decode("utf-8", "replace"),
             }
-            self.console.print_json(json.dumps(document))
+            self.console.print(JSONHighlighter()(Text(json_text(document))))
             return
-        console = self.console
-        console.print(f"[bold cyan]you[/]   {escape(turn.said)}")
-        console.print(f"      [dim]{escape(_described(turn, model))}[/]")
+        say = self.console.print
+        say(Text.assemble(("you", "bold cyan"), "   ", printable(turn.said)))
+        say(Text.assemble("      ", (printable(_described(turn, model)), "dim")))
         if not turn.ok:
-            console.print(
-                f"[bold red]HTTP {turn.exchange.status}[/] "
-                + escape(turn.exchange.body.decode("utf-8", "replace").strip())
+            error_page = turn.answer.body.decode("utf-8", "replace").strip()
+            say(
+                Text.assemble(
+                    (f"HTTP {turn.answer.status}", "bold red"), " ", printable(error_page)
+                )
             )
             return
         if turn.speech:
-            console.print(f"[bold green]alexa[/] {escape(turn.speech)}")
+            say(Text.assemble(("alexa", "bold green"), " ", printable(turn.speech)))
         card = turn.card
         if card is not None:
-            console.print(_card_panel(card), soft_wrap=False)  # wrap card text inside its box
+            say(_card_panel(card), soft_wrap=False)  # wrap card text inside its box
         if turn.reprompt and not turn.ends_session:
-            console.print(f"      [dim]reprompt: {escape(turn.reprompt)}[/]")
+            say(Text.assemble("      ", (f"reprompt: {printable(turn.reprompt)}", "dim")))
         if turn.ends_session:
-            console.print("      [dim](session ended)[/]")
+            say(Text("      (session ended)", style="dim"))
 
     def no_match(self, error: NoMatch) -> None:
         self.console.print(
-            f"[bold red]no match[/] for {escape(error.utterance)!r}; nearest samples:"
+            Text.assemble(("no match", "bold red"), f" for {error.utterance!r}; nearest samples:")
         )
         for intent, sample in error.nearest:
-            self.console.print(f"  {escape(sample)}  [dim]{escape(intent)}[/]")
+            self.console.print(Text.assemble(f"  {sample}  ", (intent, "dim")))
 
     def note(self, text: str) -> None:
-        self.console.print(f"[yellow]{escape(text)}[/]")
+        self.console.print(Text(text, style="yellow"))
 
 
 def _described(turn: Turn, model: InteractionModel | None) -> str:
@@ -360,21 +355,17 @@ def _card_panel(card: Mapping[str, Any]) -> Panel:
     if kind == "LinkAccount":
         return Panel("link your account in the Alexa app", title="LinkAccount card")
     body = card.get("content") if kind == "Simple" else card.get("text")
-    lines = [escape(str(body or ""))]
+    text = plain(str(body or ""))
     image = card.get("image")
     if isinstance(image, dict):
         for size in ("smallImageUrl", "largeImageUrl"):
             if image.get(size):
-                lines.append(f"[dim]{size}: {escape(str(image[size]))}[/]")
-    title = escape(str(card.get("title") or f"{kind} card"))
-    return Panel("\n".join(lines), title=title, expand=False)
+                text.append(f"\n{size}: {printable(str(image[size]))}", style="dim")
+    title = plain(str(card.get("title") or f"{kind} card"))
+    return Panel(text, title=title, expand=False)
 
 
 # --- the two commands --------------------------------------------------------
-
-
-def unreachable_message(url: str, error: Exception) -> str:
-    return f"cannot reach {url} ({error}) — is `make run` (funker-dispatch serve) running?"
 
 
 def simulate(
@@ -392,7 +383,10 @@ def simulate(
     transcript: Transcript,
 ) -> int:
     """Send one request; 0 when the skill answered 200 with a response, 1 when it did not,
-    2 when a recorded request file cannot be replayed (nothing was sent)."""
+    2 when a recorded request file cannot be replayed (nothing was sent).
+
+    No usable answer at all raises `client.EndpointError` (the CLI's exit status 2).
+    """
     conversation = Conversation(endpoint, model, sign, application_id, model.locale)
     if recorded is not None:
         try:
@@ -431,7 +425,8 @@ def dialog(
     """Play utterances in one session until the skill ends it or they run out.
 
     Returns the exit code (1 when an utterance matched nothing or a request
-    failed), the conversation and its turns.
+    failed), the conversation and its turns. No usable answer at all raises
+    `client.EndpointError` once the turns before it are printed.
     """
     conversation = Conversation(endpoint, model, sign, application_id, model.locale)
     turns: list[Turn] = []

@@ -151,4 +151,7 @@ def test_nothing_listening_is_a_clear_error(monkeypatch, dev_ca_home, capsys):
     monkeypatch.setenv("FUNKER_DISPATCH_HOME", str(dev_ca_home))
     url = f"http://127.0.0.1:{free_port()}/"
     assert main(["certify", url]) == 2
-    assert "cannot reach" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"funker-dispatch certify: {url}: connection refused"
+        ' (at "the first signed LaunchRequest")\n'
+    )

@@ -1,0 +1,49 @@
+"""Endpoint text made safe for a terminal: no control sequences, no rich markup, exact JSON.
+
+Whatever an endpoint sends (speech, a card, an error page, a status line) is
+untrusted: `\\x1b]0;title\\x07` retitles the window, `\\x1b[2J` clears it, and
+rich would read `[bold]` or `:smile:` in a string as markup. So the tools
+print endpoint text only through `printable` (or `one_line`), and hand it to
+rich only as `Text`, which rich never parses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from rich.text import Text
+
+# C0 but newline and tab, DEL, C1 (8-bit CSI, OSC... are C1 code points).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# A lone surrogate (JSON can carry one) cannot be encoded: printing it raises.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# json.dumps escapes C0 itself; with ensure_ascii=False DEL, C1 and lone
+# surrogates would be written raw.
+_JSON_RAW = re.compile("[\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` without control characters (newline and tab kept); lone surrogates become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
+
+
+def one_line(text: str) -> str:
+    """`printable(text)` with every run of whitespace, newlines included, made one space."""
+    return " ".join(printable(text).split())
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Endpoint text for rich: printable, and never read as markup or emoji codes."""
+    return Text(printable(text), style=style)
+
+
+def json_text(value: Any) -> str:
+    """`value` as indented JSON that decodes to exactly `value` and holds no raw control character.
+
+    Non-ASCII text stays readable (not \\u-escaped); only what a terminal could
+    act on is escaped, which JSON allows anywhere in a string.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _JSON_RAW.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
