@@ -22,17 +22,17 @@ No proxy is used: these tools talk to a skill endpoint directly.
 from __future__ import annotations
 
 import http.client
-import io
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from skill.terminal import one_line
+from verification.deadline import DeadlineSocket, left
 
 #: Seconds one request may take, all told (the tools' --timeout default).
 DEFAULT_TIMEOUT = 10.0
@@ -115,7 +115,7 @@ def post(
             phase = "tls"
             sock = tls.wrap_socket(sock, server_hostname=host)  # bounded: a timeout is set
         # A socket already in place is used as it is: http.client never connects itself.
-        connection.sock = _DeadlineSocket(sock, deadline)
+        connection.sock = DeadlineSocket(sock, deadline)
         phase = "answer"
         connection.request(
             "POST", target, body=body, headers={"Content-Type": "application/json", **headers}
@@ -179,7 +179,7 @@ def _connect(url: str, host: str, port: int, deadline: float) -> socket.socket:
     for family, kind, proto, _, address in addresses:
         sock = socket.socket(family, kind, proto)
         try:
-            sock.settimeout(_left(deadline))
+            sock.settimeout(left(deadline))
             sock.connect(address)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return sock
@@ -215,58 +215,6 @@ def _resolve(url: str, host: str, port: int, deadline: float) -> list[Any]:
     if failed or not found:
         raise EndpointUnreachable(url, f"cannot resolve {one_line(host)!r}")
     return found
-
-
-def _left(deadline: float) -> float:
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left
-
-
-class _DeadlineSocket:
-    """The connected socket as http.client sees it: each send and receive gets what is left."""
-
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        self._sock = sock
-        self._deadline = deadline
-
-    def _arm(self) -> None:
-        self._sock.settimeout(_left(self._deadline))
-
-    def sendall(self, data: Any) -> None:
-        self._arm()  # sendall's timeout covers the whole call, not each write
-        self._sock.sendall(data)
-
-    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
-        # Unbuffered SocketIO keeps socket.close()'s reference counting; the
-        # buffering goes on top, so one readline is many deadline-bound receives.
-        return io.BufferedReader(_DeadlineReader(self._sock.makefile("rb", buffering=0), self._arm))
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket's raw reader that arms the deadline before each receive."""
-
-    def __init__(self, raw: io.RawIOBase, arm: Callable[[], None]) -> None:
-        self._raw = raw
-        self._arm = arm
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        self._arm()
-        return self._raw.readinto(buffer)
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 def _errno_text(exc: OSError) -> str:

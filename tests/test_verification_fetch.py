@@ -57,6 +57,13 @@ class LocalServer:
                 elif self.path == "/echo.api/slow.pem":
                     owner.release.wait(timeout=10)
                     self._answer(200, CHAIN)
+                elif self.path == "/echo.api/drip.pem":
+                    # An answer whose head never ends, one byte every 0.1 s: each
+                    # receive is quick, the whole takes for ever (until released).
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    while not owner.release.wait(0.1):
+                        self.wfile.write(b"X")
+                        self.wfile.flush()
                 elif self.path == "/echo.api/big.pem":
                     self._answer(200, b"A" * (MAX_CHAIN_BYTES + 1))
                 elif self.path == "/echo.api/big-unannounced.pem":
@@ -153,6 +160,26 @@ def test_redirect_is_refused_not_followed(https_server, client_context):
 def test_slow_server_hits_the_deadline(https_server, client_context):
     url = https_server.base + "/echo.api/slow.pem"
     refused = failure(url, context=client_context, timeout=0.2)
+    assert refused.reason == "cert-fetch" and "timed out" in refused.message
+
+
+def test_a_server_dripping_its_answer_cannot_stretch_the_deadline(https_server, client_context):
+    # Every byte arrives well within any per-receive timeout; the whole never does.
+    url = https_server.base + "/echo.api/drip.pem"
+    outcome: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            fetch_chain(url, context=client_context, timeout=0.5)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(10)  # a liveness bound, twenty times the deadline
+    assert not worker.is_alive(), "the fetch outlived its deadline"
+    (refused,) = outcome
+    assert isinstance(refused, VerificationFailed)
     assert refused.reason == "cert-fetch" and "timed out" in refused.message
 
 

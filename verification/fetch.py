@@ -4,14 +4,16 @@ It is built on `http.client` (what urllib uses underneath) rather than
 `urllib.request.urlopen` because urlopen's timeout applies to each socket
 operation, so a server dripping one byte at a time could hold a request far
 beyond Alexa's 8 s budget; here one deadline bounds connect, TLS, headers
-and body together. `http.client` never follows redirects, and a redirect is
-refused outright: the URL rules were checked for this URL, not another.
+and body together (every receive gets only what is left: `deadline.py`).
+`http.client` never follows redirects, and a redirect is refused outright:
+the URL rules were checked for this URL, not another.
 No proxy is used; the dispatcher talks to S3 directly.
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import threading
 import time
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 
 import certifi
 
+from verification.deadline import DeadlineSocket, tls_handshake
 from verification.errors import CertFetchFailed, CertUrlInvalid
 
 #: Seconds for the whole fetch; Alexa allows 8 s for the entire request.
@@ -57,19 +60,22 @@ def fetch_chain(
         # Refused before any connection: a chain fetched in clear text proves nothing.
         raise CertUrlInvalid("certificate chains are fetched over https only")
     deadline = time.monotonic() + timeout
-    connection = http.client.HTTPSConnection(
-        parts.hostname,
-        port,
-        timeout=timeout,
-        context=context or _default_context(),
-    )
+    context = context or _default_context()
+    connection = http.client.HTTPSConnection(parts.hostname, port, context=context)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query
     response: http.client.HTTPResponse | None = None
     try:
+        sock = socket.create_connection((parts.hostname, port), timeout=timeout)
+        try:
+            tls = tls_handshake(sock, context, parts.hostname, deadline)
+        except BaseException:
+            sock.close()
+            raise
+        # A socket in place is used as it is: http.client never connects itself.
+        connection.sock = DeadlineSocket(tls, deadline)
         connection.request("GET", target, headers={"Accept": "*/*"})
-        _remaining(deadline, connection)
         response = connection.getresponse()
         if 300 <= response.status < 400:
             raise CertFetchFailed(f"certificate URL redirects (HTTP {response.status}); refused")
@@ -79,18 +85,16 @@ def fetch_chain(
         if length is not None and length.isdigit() and int(length) > max_bytes:
             raise CertFetchFailed(f"certificate chain larger than {max_bytes} bytes")
         body = bytearray()
-        while True:
-            _remaining(deadline, connection)
-            chunk = response.read1(max_bytes + 1 - len(body))
-            if not chunk:
-                break
+        while chunk := response.read1(max_bytes + 1 - len(body)):
             body += chunk
             if len(body) > max_bytes:
                 raise CertFetchFailed(f"certificate chain larger than {max_bytes} bytes")
         return bytes(body)
     except CertFetchFailed:
         raise
-    except (OSError, http.client.HTTPException) as exc:  # timeouts and TLS errors are OSErrors
+    except TimeoutError:
+        raise CertFetchFailed("certificate chain fetch timed out") from None
+    except (OSError, http.client.HTTPException) as exc:  # TLS errors are OSErrors too
         reason = f"{type(exc).__name__}: {exc}"
         raise CertFetchFailed(f"certificate chain fetch failed: {reason}") from None
     finally:
@@ -99,12 +103,3 @@ def fetch_chain(
         if response is not None:
             response.close()
         connection.close()
-
-
-def _remaining(deadline: float, connection: http.client.HTTPConnection) -> None:
-    """Shrink the socket timeout to what is left of the deadline (or fail when none is)."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise CertFetchFailed("certificate chain fetch timed out")
-    if connection.sock is not None:
-        connection.sock.settimeout(left)
