@@ -70,6 +70,10 @@ class FunctionProtocolError(FunctionError):
     kind = "protocol"
 
 
+class FunctionRequestUnencodable(FunctionProtocolError):
+    """The request cannot be sent as strict JSON (NaN, infinity, too deep); nothing was sent."""
+
+
 class FunctionResponseTooLarge(FunctionError):
     """The answer exceeded the size cap; reading stopped there."""
 
@@ -96,17 +100,32 @@ def call(
     retrying, sending and reading (a hung system resolver is the one thing it
     cannot interrupt). `route.concurrency` bounds calls in flight from this
     process only, not across workers or replicas. Raises a FunctionError
-    subclass; a payload that is not JSON-serialisable is the caller's bug and
-    raises TypeError or ValueError before anything is sent.
+    subclass: FunctionRequestUnencodable, before anything is sent, for a
+    payload that strict JSON cannot carry (NaN, infinity, nesting too deep);
+    a payload holding non-JSON Python objects is the caller's bug (TypeError).
 
     `payload` as `bytes` is taken as one JSON value already encoded (the
     dispatcher forwards Alexa's body byte for byte this way, without a
     re-encode); any other value is encoded here.
     """
     deadline = time.monotonic() + timeout
-    body = bytes(payload) if isinstance(payload, bytes | bytearray) else _encode(payload)
+    body = (
+        bytes(payload)
+        if isinstance(payload, bytes | bytearray)
+        else _encode_request(route, payload)
+    )
     with _slot(route, deadline):
         return _call(route, body, deadline, max_response_bytes)
+
+
+def _encode_request(route: Route, payload: Any) -> bytes:
+    try:
+        return _encode(payload)
+    except (ValueError, RecursionError) as exc:
+        # Data, not a bug: a narrowed Alexa request can hold a number that parsed as
+        # infinity. The json module's messages name the problem, never the values.
+        detail = f"request cannot be encoded as JSON: {exc}"
+        raise FunctionRequestUnencodable(route.name, detail) from None
 
 
 def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
@@ -216,6 +235,8 @@ def _parse(route: Route, answer: bytes) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError names a position, never the content
         raise FunctionProtocolError(route.name, f"answer is not one JSON value: {exc}") from None
+    except RecursionError:  # "[[[[...]]]]" deep enough for the parser's recursion limit
+        raise FunctionProtocolError(route.name, "answer is nested too deeply to parse") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -317,6 +338,9 @@ class _Connection(socketserver.BaseRequestHandler):
             payload = json.loads(request.decode("utf-8"), parse_constant=_reject_constant)
         except ValueError:  # includes UnicodeDecodeError
             self._reply({"error": "request is not one UTF-8 JSON value"})
+            return
+        except RecursionError:
+            self._reply({"error": "request is nested too deeply"})
             return
         try:
             answer = _encode(self.server.handler(payload))

@@ -32,6 +32,7 @@ from dispatch.funker import (
     FunctionDeadlineExceeded,
     FunctionError,
     FunctionProtocolError,
+    FunctionRequestUnencodable,
     FunctionResponseTooLarge,
     FunctionServer,
     FunctionUnreachable,
@@ -385,6 +386,46 @@ def test_broken_answers_are_protocol_errors(raw_function, behaviour, detail):
     assert function.connections == 1
 
 
+def test_answer_nested_too_deeply_to_parse_is_a_protocol_error(raw_function):
+    # 100000 levels fit well under the size cap; json.loads gives up with RecursionError.
+    function = raw_function(answering(b"[" * 100_000 + b"]" * 100_000))
+
+    with pytest.raises(FunctionProtocolError, match="nested too deeply") as caught:
+        call(route(function.port), {}, timeout=5)
+
+    assert caught.value.kind == "protocol"
+
+
+def nested_lists(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"request": {"value": float("inf")}},
+        {"request": {"value": float("-inf")}},
+        {"request": {"value": float("nan")}},
+        {"request": nested_lists(100_000)},
+    ],
+    ids=["infinity", "minus-infinity", "nan", "nested-too-deeply"],
+)
+def test_request_json_cannot_carry_is_refused_before_anything_is_sent(raw_function, payload):
+    function = raw_function(answering(b'"never asked"'))
+
+    with pytest.raises(FunctionRequestUnencodable, match="cannot be encoded") as caught:
+        call(route(function.port), payload, timeout=5)
+
+    # A protocol failure by family and by reason code: the request, not the function.
+    assert isinstance(caught.value, FunctionProtocolError)
+    assert caught.value.kind == "protocol"
+    assert caught.value.route == "TestIntent"
+    assert function.connections == 0
+
+
 def test_answer_over_the_cap_is_too_large_and_reading_stops(raw_function):
     function = raw_function(answering(json.dumps("x" * (1024 * 1024)).encode()))
 
@@ -552,6 +593,16 @@ def test_invalid_request_gets_an_error_answer_and_no_handler_call(function_serve
     _, port = function_server(calls.append)
 
     assert "error" in send_raw(port, request_bytes)
+    assert calls == []
+
+
+def test_request_nested_too_deeply_gets_an_error_answer_and_no_handler_call(function_server):
+    calls: list[Any] = []
+    _, port = function_server(calls.append)
+
+    answer = send_raw(port, b"[" * 100_000 + b"]" * 100_000)
+
+    assert "nested too deeply" in answer["error"]
     assert calls == []
 
 
