@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -35,8 +36,10 @@ _CHUNK = 64 * 1024
 # again soon, back off a little, and never past the caller's deadline.
 _FIRST_BACKOFF = 0.025
 _MAX_BACKOFF = 0.2
-# A client that never half-closes must not hold a server thread for ever.
-_REQUEST_READ_TIMEOUT = 30.0
+#: Seconds a client of `serve()` has to send its whole request (and to take the answer).
+DEFAULT_READ_TIMEOUT = 30.0
+#: Connections `serve()` handles at once; past it, the rest wait in the listen backlog.
+DEFAULT_MAX_HANDLERS = 64
 
 Handler = Callable[[Any], Any]
 
@@ -70,6 +73,10 @@ class FunctionProtocolError(FunctionError):
     kind = "protocol"
 
 
+class FunctionRequestUnencodable(FunctionProtocolError):
+    """The request cannot be sent as strict JSON (NaN, infinity, too deep); nothing was sent."""
+
+
 class FunctionResponseTooLarge(FunctionError):
     """The answer exceeded the size cap; reading stopped there."""
 
@@ -96,17 +103,32 @@ def call(
     retrying, sending and reading (a hung system resolver is the one thing it
     cannot interrupt). `route.concurrency` bounds calls in flight from this
     process only, not across workers or replicas. Raises a FunctionError
-    subclass; a payload that is not JSON-serialisable is the caller's bug and
-    raises TypeError or ValueError before anything is sent.
+    subclass: FunctionRequestUnencodable, before anything is sent, for a
+    payload that strict JSON cannot carry (NaN, infinity, nesting too deep);
+    a payload holding non-JSON Python objects is the caller's bug (TypeError).
 
     `payload` as `bytes` is taken as one JSON value already encoded (the
     dispatcher forwards Alexa's body byte for byte this way, without a
     re-encode); any other value is encoded here.
     """
     deadline = time.monotonic() + timeout
-    body = bytes(payload) if isinstance(payload, bytes | bytearray) else _encode(payload)
+    body = (
+        bytes(payload)
+        if isinstance(payload, bytes | bytearray)
+        else _encode_request(route, payload)
+    )
     with _slot(route, deadline):
         return _call(route, body, deadline, max_response_bytes)
+
+
+def _encode_request(route: Route, payload: Any) -> bytes:
+    try:
+        return _encode(payload)
+    except (ValueError, RecursionError) as exc:
+        # Data, not a bug: a narrowed Alexa request can hold a number that parsed as
+        # infinity. The json module's messages name the problem, never the values.
+        detail = f"request cannot be encoded as JSON: {exc}"
+        raise FunctionRequestUnencodable(route.name, detail) from None
 
 
 def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
@@ -216,6 +238,8 @@ def _parse(route: Route, answer: bytes) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # JSONDecodeError names a position, never the content
         raise FunctionProtocolError(route.name, f"answer is not one JSON value: {exc}") from None
+    except RecursionError:  # "[[[[...]]]]" deep enough for the parser's recursion limit
+        raise FunctionProtocolError(route.name, "answer is nested too deeply to parse") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -262,19 +286,67 @@ SHUTDOWN_GRACE = 10.0
 
 
 class FunctionServer(socketserver.ThreadingTCPServer):
-    """A funker function: one JSON request per connection, each in its own thread."""
+    """A funker function: one JSON request per connection, each in its own thread.
+
+    Both bounds hold against slow or idle clients: `read_timeout` is for the
+    whole request (not per recv), and at most `max_handlers` connections are
+    handled at once; past that, connections are not accepted yet, so they wait
+    in the listen backlog instead of costing a thread each.
+    """
 
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = 128  # a burst must queue, not be refused
 
-    def __init__(self, handler: Handler, host: str, port: int) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        host: str,
+        port: int,
+        *,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_handlers: int = DEFAULT_MAX_HANDLERS,
+    ) -> None:
+        if not 0 < read_timeout < math.inf:  # NaN fails both comparisons too
+            raise ValueError(f"read_timeout must be a positive number of seconds: {read_timeout}")
+        if max_handlers < 1:
+            raise ValueError(f"max_handlers must be at least 1: {max_handlers}")
         self.handler = handler
+        self.read_timeout = read_timeout
+        self.max_handlers = max_handlers
+        self._free = threading.BoundedSemaphore(max_handlers)
+        self._stopping = threading.Event()
+        self._poll_interval = 0.1
         self._active = 0
         self._idle = threading.Condition()
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), _Connection)
+
+    @property
+    def handling(self) -> int:
+        """Connections being handled right now (reading, in the handler, or answering)."""
+        with self._idle:
+            return self._active
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Accept only with a handler free. Until then the kernel completes handshakes
+        # into the listen backlog; waking each poll interval keeps shutdown() prompt.
+        while not self._free.acquire(timeout=self._poll_interval):
+            if self._stopping.is_set():
+                raise OSError("shutting down")  # serve_forever skips it and checks the flag
+        try:
+            return super().get_request()
+        except BaseException:
+            self._free.release()
+            raise
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started (cannot start one): it frees nothing
+            self._free.release()
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._idle:
@@ -285,6 +357,7 @@ class FunctionServer(socketserver.ThreadingTCPServer):
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()
+            self._free.release()
 
     def drain(self, timeout: float) -> bool:
         """Wait until no request is being handled (True), or `timeout` passes (False)."""
@@ -293,7 +366,15 @@ class FunctionServer(socketserver.ThreadingTCPServer):
 
     def serve_forever(self, poll_interval: float = 0.1) -> None:
         # shutdown() (and so SIGTERM) waits up to one poll interval: keep it short.
-        super().serve_forever(poll_interval)
+        self._poll_interval = poll_interval
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            self._stopping.clear()
+
+    def shutdown(self) -> None:
+        self._stopping.set()  # first: get_request() may be waiting for a free handler
+        super().shutdown()
 
 
 class _Connection(socketserver.BaseRequestHandler):
@@ -301,15 +382,21 @@ class _Connection(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
-        sock.settimeout(_REQUEST_READ_TIMEOUT)
+        # One deadline for the whole request: with a timeout per recv, a byte every
+        # few seconds would hold this thread (and a handler slot) for ever.
+        deadline = time.monotonic() + self.server.read_timeout
         request = bytearray()
         try:
-            while chunk := sock.recv(_CHUNK):
+            while True:
+                _time_left(sock, deadline)
+                chunk = sock.recv(_CHUNK)
+                if not chunk:
+                    break
                 request += chunk
                 if len(request) > MAX_REQUEST_BYTES:
                     self._reply({"error": f"request larger than {MAX_REQUEST_BYTES} bytes"})
                     return
-        except OSError:
+        except OSError:  # TimeoutError included
             return  # the client went away or never finished: nobody to answer
         if not request:
             return  # a port probe (connect and close) is not a request
@@ -317,6 +404,9 @@ class _Connection(socketserver.BaseRequestHandler):
             payload = json.loads(request.decode("utf-8"), parse_constant=_reject_constant)
         except ValueError:  # includes UnicodeDecodeError
             self._reply({"error": "request is not one UTF-8 JSON value"})
+            return
+        except RecursionError:
+            self._reply({"error": "request is nested too deeply"})
             return
         try:
             answer = _encode(self.server.handler(payload))
@@ -327,6 +417,9 @@ class _Connection(socketserver.BaseRequestHandler):
 
     def _reply(self, answer: bytes | dict[str, str]) -> None:
         data = answer if isinstance(answer, bytes) else _encode(answer)
+        # sendall's timeout bounds the whole send: a client that never reads the
+        # answer gives the thread back after as long as it had for the request.
+        self.request.settimeout(self.server.read_timeout)
         with contextlib.suppress(OSError):  # the caller gave up (deadline): nothing to do
             self.request.sendall(data)
         # socketserver then half-closes and closes: the caller's EOF ends the answer.
@@ -344,20 +437,37 @@ def _encode(value: Any) -> bytes:
 
 
 def make_server(
-    handler: Handler, host: str = "0.0.0.0", port: int = DEFAULT_FUNCTION_PORT
+    handler: Handler,
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_FUNCTION_PORT,
+    *,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    max_handlers: int = DEFAULT_MAX_HANDLERS,
 ) -> FunctionServer:
     """A bound, not yet serving FunctionServer (port 0 picks a free port)."""
-    return FunctionServer(handler, host, port)
+    return FunctionServer(handler, host, port, read_timeout=read_timeout, max_handlers=max_handlers)
 
 
-def serve(handler: Handler, host: str = "0.0.0.0", port: int = DEFAULT_FUNCTION_PORT) -> None:
+def serve(
+    handler: Handler,
+    host: str = "0.0.0.0",
+    port: int = DEFAULT_FUNCTION_PORT,
+    *,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    max_handlers: int = DEFAULT_MAX_HANDLERS,
+) -> None:
     """Serve `handler(payload) -> answer` until SIGTERM/SIGINT; prints nothing but errors.
+
+    A client has `read_timeout` seconds for its whole request; at most
+    `max_handlers` requests are handled at once and the rest wait their turn
+    in the listen backlog, so slow clients cannot exhaust threads.
 
     On a stop signal it accepts nothing more and lets requests already being
     handled finish (up to `SHUTDOWN_GRACE` seconds), so a swarm update does
     not cut replies off halfway.
     """
-    with make_server(handler, host, port) as server, _stop_on_signals(server):
+    server = make_server(handler, host, port, read_timeout=read_timeout, max_handlers=max_handlers)
+    with server, _stop_on_signals(server):
         server.serve_forever()
         server.server_close()  # refuse new connections while the last ones finish
         server.drain(SHUTDOWN_GRACE)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import string
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,6 +33,8 @@ ENVELOPE_KEYS = frozenset({"version", "response", "sessionAttributes", "userAgen
 SHORT_KEYS = frozenset(
     {"speech", "card", "reprompt", "end_session", "session_attributes", "directives"}
 )
+# The parts a bad-reply log line may name: the forms' own keys, never the function's.
+_PART_NAMES = SHORT_KEYS | ENVELOPE_KEYS
 _SHORT_CARD_KEYS = frozenset({"type", "title", "content", "text", "image"})
 CardType = Literal["Simple", "Standard", "LinkAccount"]
 _CARD_TYPES: tuple[CardType, ...] = ("Simple", "Standard", "LinkAccount")
@@ -41,6 +45,12 @@ _QUOTES = {'"': "&quot;", "'": "&apos;"}
 _TAG = re.compile(r"""<(?:[^>"']|"[^"]*"|'[^']*')*>""")
 _SEPARATING_TAG = re.compile(r"</?(?:speak|p|s|break|audio)\b")
 _SPEAK_OPEN = re.compile(r"<speak(?:\s[^>]*)?>")
+# Any character outside XML 1.0's Char production: C0 controls but tab, newline and
+# carriage return; lone surrogates (no pair survives json.loads as two); U+FFFE, U+FFFF.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Deeper than any Alexa directive or attribute needs; the SDK serializer recurses per level.
+MAX_REPLY_DEPTH = 100
 
 
 class ReplyError(Exception):
@@ -106,6 +116,7 @@ def to_reply(
     the request's session attributes, which the ASK SDK sends back when the
     reply sets none: they count towards Alexa's size limit.
     """
+    _check_json(raw)
     if isinstance(raw, str):
         reply = Reply(speech_ssml=_speech(raw, "speech"), end_session=True)
     elif isinstance(raw, dict) and "response" in raw and raw.keys() <= ENVELOPE_KEYS:
@@ -113,7 +124,7 @@ def to_reply(
     elif isinstance(raw, dict) and raw and raw.keys() <= SHORT_KEYS:
         reply = _from_short_form(raw)
     else:
-        text = _render(_template(route, locale), raw)
+        text = _string(_render(_template(route, locale), raw), "speech")
         reply = Reply(speech_ssml=_wrap(escape_speech(text)), end_session=True)
     _check_limits(reply, carried_attributes)
     return reply
@@ -404,6 +415,7 @@ def _checked_ssml(ssml: str, where: str) -> str:
     parser.StartElementHandler = lambda name, attributes: elements.append(name)
     # Every caller passes text starting with <speak>, so no DOCTYPE (and no entity
     # declaration) can come before it: only the five predefined entities parse.
+    # The text passed _string: no lone surrogate can make expat's UTF-8 encode fail.
     try:
         parser.Parse(ssml, True)
     except expat.ExpatError:
@@ -417,8 +429,13 @@ def _checked_ssml(ssml: str, where: str) -> str:
 
 
 def _string(value: Any, where: str) -> str:
+    """A text Alexa speaks or shows: a string of characters XML allows (PlainText too)."""
     if not isinstance(value, str):
         raise BadReply(f"{where} is not a string")
+    illegal = _NOT_XML.search(value)
+    if illegal is not None:
+        code = f"U+{ord(illegal.group()):04X}"
+        raise BadReply(f"{where} has a character XML does not allow ({code})")
     return value
 
 
@@ -440,6 +457,38 @@ def _directives(value: Any) -> tuple[dict[str, Any], ...]:
     ):
         raise BadReply("directives must be a list of objects with a type")
     return tuple(value)
+
+
+def _check_json(raw: Any) -> None:
+    """Refuse an answer strict JSON cannot carry to Alexa, wherever in it the value sits.
+
+    json.loads reads 1e400 as infinity (sent on as `Infinity`, not JSON) and
+    10**400 as an int no double holds; "\\ud800" is valid JSON syntax but not
+    text. Iterative, so no nesting can exhaust the stack here.
+    """
+    stack: list[tuple[Any, int, str]] = [(raw, 1, "answer")]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_REPLY_DEPTH:
+                raise BadReply(f"{where} is nested deeper than {MAX_REPLY_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                if isinstance(key, str):
+                    _check_unicode(key, where)
+                part = key if depth == 1 and key in _PART_NAMES else where
+                stack.append((child, depth + 1, part))
+        elif isinstance(value, str):
+            _check_unicode(value, where)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BadReply(f"{where} has a number beyond a double (it would be sent as Infinity)")
+        elif isinstance(value, int) and abs(value) > sys.float_info.max:  # exact int compare
+            raise BadReply(f"{where} has a number beyond a double")
+
+
+def _check_unicode(text: str, where: str) -> None:
+    if _SURROGATE.search(text) is not None:
+        raise BadReply(f"{where} has a lone surrogate, which is not Unicode text")
 
 
 # -- apologies ---------------------------------------------------------------------------------

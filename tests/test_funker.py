@@ -32,6 +32,7 @@ from dispatch.funker import (
     FunctionDeadlineExceeded,
     FunctionError,
     FunctionProtocolError,
+    FunctionRequestUnencodable,
     FunctionResponseTooLarge,
     FunctionServer,
     FunctionUnreachable,
@@ -133,12 +134,12 @@ def answering(answer: bytes) -> Behaviour:
 
 
 @pytest.fixture
-def function_server() -> Iterator[Callable[[Callable[[Any], Any]], tuple[FunctionServer, int]]]:
-    """make_server() on a free loopback port, serving in a thread until the test ends."""
+def function_server() -> Iterator[Callable[..., tuple[FunctionServer, int]]]:
+    """make_server(handler, **bounds) on a free loopback port, serving until the test ends."""
     running: list[tuple[FunctionServer, threading.Thread]] = []
 
-    def start(handler: Callable[[Any], Any]) -> tuple[FunctionServer, int]:
-        server = make_server(handler, "127.0.0.1", 0)
+    def start(handler: Callable[[Any], Any], **bounds: Any) -> tuple[FunctionServer, int]:
+        server = make_server(handler, "127.0.0.1", 0, **bounds)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         running.append((server, thread))
@@ -385,6 +386,46 @@ def test_broken_answers_are_protocol_errors(raw_function, behaviour, detail):
     assert function.connections == 1
 
 
+def test_answer_nested_too_deeply_to_parse_is_a_protocol_error(raw_function):
+    # 100000 levels fit well under the size cap; json.loads gives up with RecursionError.
+    function = raw_function(answering(b"[" * 100_000 + b"]" * 100_000))
+
+    with pytest.raises(FunctionProtocolError, match="nested too deeply") as caught:
+        call(route(function.port), {}, timeout=5)
+
+    assert caught.value.kind == "protocol"
+
+
+def nested_lists(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"request": {"value": float("inf")}},
+        {"request": {"value": float("-inf")}},
+        {"request": {"value": float("nan")}},
+        {"request": nested_lists(100_000)},
+    ],
+    ids=["infinity", "minus-infinity", "nan", "nested-too-deeply"],
+)
+def test_request_json_cannot_carry_is_refused_before_anything_is_sent(raw_function, payload):
+    function = raw_function(answering(b'"never asked"'))
+
+    with pytest.raises(FunctionRequestUnencodable, match="cannot be encoded") as caught:
+        call(route(function.port), payload, timeout=5)
+
+    # A protocol failure by family and by reason code: the request, not the function.
+    assert isinstance(caught.value, FunctionProtocolError)
+    assert caught.value.kind == "protocol"
+    assert caught.value.route == "TestIntent"
+    assert function.connections == 0
+
+
 def test_answer_over_the_cap_is_too_large_and_reading_stops(raw_function):
     function = raw_function(answering(json.dumps("x" * (1024 * 1024)).encode()))
 
@@ -555,6 +596,16 @@ def test_invalid_request_gets_an_error_answer_and_no_handler_call(function_serve
     assert calls == []
 
 
+def test_request_nested_too_deeply_gets_an_error_answer_and_no_handler_call(function_server):
+    calls: list[Any] = []
+    _, port = function_server(calls.append)
+
+    answer = send_raw(port, b"[" * 100_000 + b"]" * 100_000)
+
+    assert "nested too deeply" in answer["error"]
+    assert calls == []
+
+
 def test_oversize_request_gets_an_error_answer(function_server):
     _, port = function_server(lambda payload: "unreachable")
 
@@ -577,6 +628,123 @@ def test_port_probe_is_not_a_request(function_server):
 
     assert call(route(port), "real", timeout=5) == "real"
     assert calls == ["real"]
+
+
+# A client is "cut off" when the server closes on it; tests allow this long for that.
+LIVENESS = 10.0
+
+
+def trickle(port: int, within: float = LIVENESS) -> bool:
+    """Send a byte every 0.1 s and never half-close; True once the server closes the connection.
+
+    0.1 s between bytes is far inside any per-recv timeout: only a deadline for
+    the whole request ends this. False if the connection is still open after `within`.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.settimeout(0.1)  # recv() waiting for the server's close paces the bytes
+        give_up = time.monotonic() + within
+        while time.monotonic() < give_up:
+            try:
+                conn.sendall(b" ")
+                if conn.recv(1) == b"":
+                    return True
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+    return False
+
+
+def test_clients_trickling_bytes_are_cut_off_at_the_whole_request_deadline(function_server):
+    calls: list[Any] = []
+    _, port = function_server(calls.append, read_timeout=0.5)
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        closed = list(pool.map(lambda _: trickle(port), range(5)))
+
+    assert closed == [True] * 5
+    assert calls == []  # none of them ever finished a request
+
+
+def test_a_client_is_answered_while_trickling_clients_hold_every_handler(function_server):
+    server, port = function_server(
+        lambda payload: {"echo": payload}, read_timeout=0.5, max_handlers=2
+    )
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        tricklers = [pool.submit(trickle, port) for _ in range(2)]
+        wait_until(lambda: server.handling == 2, 5, "both handlers to be held by tricklers")
+        # Its connection waits in the listen backlog until a trickler is cut off.
+        answer = call(route(port), "well-behaved", timeout=LIVENESS)
+        closed = [trickler.result() for trickler in tricklers]
+
+    assert answer == {"echo": "well-behaved"}
+    assert closed == [True, True]
+
+
+def test_past_max_handlers_connections_wait_in_the_backlog_not_in_new_threads(function_server):
+    entered = threading.Condition()
+    inside: list[Any] = []
+    most = 0
+    release = threading.Event()
+
+    def held(payload: Any) -> Any:
+        nonlocal most
+        with entered:
+            inside.append(payload)
+            most = max(most, len(inside))
+            entered.notify_all()
+        release.wait(LIVENESS)
+        with entered:
+            inside.remove(payload)
+        return payload
+
+    _, port = function_server(held, max_handlers=2)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = [pool.submit(call, route(port), n, timeout=LIVENESS * 2) for n in range(3)]
+        with entered:
+            assert entered.wait_for(lambda: len(inside) >= 2, 5)
+            # The one check for something that must not happen: a third handler running.
+            assert not entered.wait_for(lambda: len(inside) > 2, 0.5)
+        release.set()
+        assert sorted(answer.result() for answer in answers) == [0, 1, 2]
+
+    assert most == 2
+
+
+def test_a_client_that_never_reads_the_answer_releases_its_handler(function_server):
+    server, port = function_server(lambda payload: "x" * (32 * 1024 * 1024), read_timeout=0.5)
+
+    with socket.socket() as conn:
+        # A tiny receive window: the answer backs up into the server's send buffer.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.connect(("127.0.0.1", port))
+        conn.sendall(b'"answer me"')
+        conn.shutdown(socket.SHUT_WR)
+        wait_until(lambda: server.handling == 1, 5, "the handler to start answering")
+        wait_until(lambda: server.handling == 0, LIVENESS, "the unread answer to be given up")
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {"read_timeout": 0},
+        {"read_timeout": -1.0},
+        {"read_timeout": float("inf")},
+        {"read_timeout": float("nan")},
+        {"max_handlers": 0},
+    ],
+    ids=["zero-timeout", "negative-timeout", "infinite-timeout", "nan-timeout", "no-handlers"],
+)
+def test_server_bounds_must_be_real_bounds(bounds):
+    with pytest.raises(ValueError):
+        make_server(lambda payload: payload, "127.0.0.1", 0, **bounds)
+
+
+def test_server_defaults_bound_a_request_to_30_seconds_and_64_handlers():
+    with make_server(lambda payload: payload, "127.0.0.1", 0) as server:
+        assert (server.read_timeout, server.max_handlers) == (30.0, 64)
 
 
 def test_shutdown_stops_serve_forever_promptly():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -577,3 +578,166 @@ def test_well_formed_ssml_with_alexa_tags_passes_through(ssml):
 def test_malformed_ssml_is_refused_rather_than_sent_to_alexa(ssml):
     with pytest.raises(BadReply):
         to_reply(ssml, None, "en-US")
+
+
+# -- never an invalid reply: text XML cannot hold, numbers JSON cannot carry ------------------
+
+# Characters XML 1.0 forbids: Alexa's SSML parser refuses them, and PlainText is SSML-checked too.
+XML_ILLEGAL = ["\x00", "\x07", "\x1b", "\ud800", "\udfff", "\ufffe", "\uffff"]
+XML_ILLEGAL_IDS = [
+    "nul",
+    "bell",
+    "escape",
+    "lone-high-surrogate",
+    "lone-low-surrogate",
+    "fffe",
+    "ffff",
+]
+
+
+def answers_carrying(text: str) -> list[tuple[str, Any, Route | None]]:
+    """Every place a function's string reaches the reply, carrying `text`."""
+    card = {"title": "T", "content": "C"}
+    return [
+        ("string-answer", f"a{text}b", None),
+        ("short-speech", {"speech": f"a{text}b"}, None),
+        ("short-ssml", {"speech": f"<speak>a{text}b</speak>"}, None),
+        ("short-reprompt", {"speech": "Hi", "reprompt": f"a{text}b"}, None),
+        ("short-card-title", {"speech": "Hi", "card": {**card, "title": text}}, None),
+        ("short-card-content", {"speech": "Hi", "card": {**card, "content": text}}, None),
+        ("short-card-text", {"speech": "Hi", "card": {"title": "T", "text": text}}, None),
+        ("short-card-image", {"speech": "Hi", "card": {"image": {"small": text}}}, None),
+        ("template-value", {"name": f"a{text}b"}, with_template("Hello {name}.")),
+        (
+            "envelope-plain-text",
+            envelope({"outputSpeech": {"type": "PlainText", "text": text}}),
+            None,
+        ),
+        ("envelope-ssml", envelope({"outputSpeech": {"type": "SSML", "ssml": text}}), None),
+        (
+            "envelope-reprompt",
+            envelope({"reprompt": {"outputSpeech": {"type": "PlainText", "text": text}}}),
+            None,
+        ),
+        ("envelope-card", envelope({"card": {"type": "Simple", "content": text}}), None),
+        (
+            "envelope-standard-card",
+            envelope({"card": {"type": "Standard", "text": text}}),
+            None,
+        ),
+    ]
+
+
+PLACES = [place for place, _, _ in answers_carrying("")]
+
+
+@pytest.mark.parametrize("character", XML_ILLEGAL, ids=XML_ILLEGAL_IDS)
+@pytest.mark.parametrize("place", PLACES)
+def test_text_with_a_character_xml_forbids_is_a_bad_reply_wherever_it_appears(place, character):
+    _, raw, route = next(a for a in answers_carrying(character) if a[0] == place)
+    with pytest.raises(BadReply) as caught:
+        to_reply(raw, route, "en-US")
+    assert caught.value.kind == "bad-reply"
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_text_with_characters_xml_allows_is_kept(place):
+    # Tab, newline, carriage return, bidi marks, a BOM and characters beyond the BMP are XML.
+    _, raw, route = next(
+        a for a in answers_carrying("\t\n\r\u202e\ufeff\U0001f680") if a[0] == place
+    )
+    to_reply(raw, route, "en-US")
+
+
+def test_lone_surrogate_in_ssml_is_a_bad_reply_not_an_encoding_error():
+    # expat encodes its input to UTF-8 first: a lone surrogate raised UnicodeEncodeError.
+    with pytest.raises(BadReply, match="speech"):
+        to_reply({"speech": "<speak>Hello \ud800</speak>"}, None, "en-US")
+
+
+def parsed(text: str) -> Any:
+    """An answer as dispatch.funker.call returns it: 1e400 parses as infinity."""
+    return json.loads(text)
+
+
+HUGE_NUMBERS = ["1e400", "-1e400", "1" + "0" * 400, "-1" + "0" * 400]
+HUGE_IDS = ["1e400", "minus-1e400", "int-10-400", "int-minus-10-400"]
+
+
+@pytest.mark.parametrize("number", HUGE_NUMBERS, ids=HUGE_IDS)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"speech": "Hi", "session_attributes": {"x": N}}',
+        '{"speech": "Hi", "session_attributes": {"deep": [{"x": [N]}]}}',
+        '{"speech": "Hi", "directives": [{"type": "Dialog.Delegate", "n": N}]}',
+        '{"version": "1.0", "response": {}, "sessionAttributes": {"x": N}}',
+        '{"version": "1.0", "response": {"directives": [{"type": "X", "n": N}]}}',
+        '{"version": "1.0", "response": {"canFulfillIntent": {"canFulfill": "YES", "n": N}}}',
+        '{"total": N}',
+        "N",
+    ],
+    ids=[
+        "short-session-attributes",
+        "nested-session-attributes",
+        "short-directives",
+        "envelope-session-attributes",
+        "envelope-directives",
+        "envelope-can-fulfill",
+        "template-value",
+        "bare-number",
+    ],
+)
+def test_number_that_overflows_a_double_is_a_bad_reply(answer, number):
+    raw = parsed(answer.replace("N", number))
+    with pytest.raises(BadReply, match="number") as caught:
+        to_reply(raw, with_template("{total} in total, {value}"), "en-US")
+    assert caught.value.kind == "bad-reply"
+
+
+@pytest.mark.parametrize(
+    "number", ["1e308", "-1.7976931348623157e308", str(2**64), "1" + "0" * 300]
+)
+def test_large_numbers_a_double_holds_are_kept(number):
+    raw = parsed(f'{{"speech": "Hi", "session_attributes": {{"x": {number}}}}}')
+    assert to_reply(raw, None, "en-US").session_attributes == {"x": raw["session_attributes"]["x"]}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"speech": "Hi", "session_attributes": {"name": "\ud800"}},
+        {"speech": "Hi", "session_attributes": {"\udc00": 1}},
+        {"speech": "Hi", "directives": [{"type": "X", "text": "a\udfff\ud800b"}]},
+        envelope({}, sessionAttributes={"x": ["\ud800"]}),
+    ],
+    ids=["attribute-value", "attribute-key", "directive", "envelope-attributes"],
+)
+def test_lone_surrogate_anywhere_in_the_reply_is_a_bad_reply(raw):
+    # Not Unicode text: "\ud800" is JSON syntax but no parser has to accept it (RFC 8259 §8.2).
+    with pytest.raises(BadReply, match="surrogate"):
+        to_reply(raw, None, "en-US")
+
+
+def test_control_characters_in_session_attributes_are_data_and_kept():
+    # JSON escapes them (\u0000); only text Alexa speaks or shows must be XML.
+    raw = {"speech": "Hi", "session_attributes": {"blob": "\x00\x07\x1b"}}
+    assert to_reply(raw, None, "en-US").session_attributes == {"blob": "\x00\x07\x1b"}
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_reply_nested_deeper_than_alexa_data_needs_is_a_bad_reply():
+    # The SDK's serializer recurses per level: a few hundred levels became an HTTP 500.
+    with pytest.raises(BadReply, match="nested"):
+        to_reply({"speech": "Hi", "session_attributes": {"x": nested(500)}}, None, "en-US")
+
+
+def test_reply_nested_as_deep_as_an_apl_document_is_kept():
+    reply = to_reply({"speech": "Hi", "directives": [{"type": "X", "d": nested(60)}]}, None, "en")
+    assert reply.directives[0]["d"] == nested(60)

@@ -54,6 +54,19 @@ REPLIES = {
     "echo": lambda p: {"speech": "echo", "session_attributes": {"received": p}},
 }
 
+# Answers json.dumps cannot write: bytes exactly as a broken function would send them.
+RAW_REPLIES = {
+    "control": b'{"speech": "Ring \\u0007 ring"}',
+    "surrogatessml": b'{"speech": "<speak>Hello \\ud800</speak>"}',
+    "infinity": b'{"speech": "Hi", "session_attributes": {"n": 1e400}}',
+    "bignumber": b'{"speech": "Hi", "directives": [{"type": "X", "n": 1' + b"0" * 400 + b"}]}",
+    "deepattributes": b'{"speech": "Hi", "session_attributes": {"x": '
+    + b"[" * 500
+    + b"]" * 500
+    + b"}}",
+    "deep": b"[" * 100_000 + b"]" * 100_000,  # under the 256 KiB cap
+}
+
 
 def serve(mode: str, host: str, port: int) -> None:
     listener = socket.create_server((host, port), reuse_port=False)
@@ -78,6 +91,9 @@ def answer(conn: socket.socket, mode: str) -> None:
         if mode == "huge":
             conn.sendall(b'"' + b"x" * (1024 * 1024) + b'"')
             return
+        if mode in RAW_REPLIES:
+            conn.sendall(RAW_REPLIES[mode])
+            return
         payload = json.loads(b"".join(chunks))
         conn.sendall(json.dumps(REPLIES[mode](payload)).encode())
 
@@ -85,7 +101,9 @@ def answer(conn: socket.socket, mode: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--mode", required=True, choices=[*REPLIES, "stall", "close", "badjson", "huge"]
+        "--mode",
+        required=True,
+        choices=[*REPLIES, *RAW_REPLIES, "stall", "close", "badjson", "huge"],
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Any
 
 import pytest
 
 from dispatch.responses import ssml_to_text
 from tests.e2e.conftest import envelope, free_port, intent, post
+from tests.e2e.test_observability import samples, value
 
 ROUTES = """
 [intents.EnvelopeIntent]
@@ -86,6 +88,30 @@ port = {ssmlattr}
 [intents.CanFulfillIntentRequest]
 host = "127.0.0.1"
 port = {canfulfill}
+
+[intents.ControlCharacterIntent]
+host = "127.0.0.1"
+port = {control}
+
+[intents.SurrogateSsmlIntent]
+host = "127.0.0.1"
+port = {surrogatessml}
+
+[intents.InfinityIntent]
+host = "127.0.0.1"
+port = {infinity}
+
+[intents.BigNumberIntent]
+host = "127.0.0.1"
+port = {bignumber}
+
+[intents.DeepAttributesIntent]
+host = "127.0.0.1"
+port = {deepattributes}
+
+[intents.DeepIntent]
+host = "127.0.0.1"
+port = {deep}
 """
 
 MODES = [
@@ -101,6 +127,12 @@ MODES = [
     "echo",
     "ssmlattr",
     "canfulfill",
+    "control",
+    "surrogatessml",
+    "infinity",
+    "bignumber",
+    "deepattributes",
+    "deep",
 ]
 
 
@@ -159,19 +191,43 @@ def test_data_answer_is_spoken_through_the_locale_template(signed, server):
         ("BadJsonIntent", "protocol"),
         ("HugeIntent", "too-large"),
         ("DataWithoutTemplateIntent", "template"),
+        # Alexa would refuse what these answers would make: never sent, always named.
+        ("ControlCharacterIntent", "bad-reply"),
+        ("SurrogateSsmlIntent", "bad-reply"),
+        ("InfinityIntent", "bad-reply"),
+        ("BigNumberIntent", "bad-reply"),
+        ("DeepAttributesIntent", "bad-reply"),
+        ("DeepIntent", "protocol"),
     ],
 )
 def test_failing_function_gets_spoken_apology_and_precise_log_line(signed, server, name, reason):
+    failures = ("funker_dispatch_function_failures_total", {"route": name, "kind": reason})
+    before = value(samples(server.url), failures[0], **failures[1])
     body = intent(name)
-    response = ask(signed, server, body)["response"]
+    answer = signed(server.url, body)
+    assert answer.status == 200, answer.body
+    response = strict_json(answer.body)["response"]
     speech = response["outputSpeech"]["ssml"]
     assert "Sorry" in speech
     assert "127.0.0.1" not in speech and reason not in speech  # no internals spoken
     request_id = body["request"]["requestId"]
-    log = server.wait_for_log(f"request_id={request_id}")
-    line = next(line for line in log.splitlines() if f"request_id={request_id}" in line)
-    assert f"reason={reason}" in line
-    assert f"route={name}" in line
+    log = server.wait_for_log(f'"request_id":"{request_id}"')
+    lines = [line for line in log.splitlines() if request_id in line]
+    # One warning line naming what happened, then the request line; no traceback.
+    assert len(lines) == 2, lines
+    assert f"reason={reason}" in lines[0]
+    assert f"route={name}" in lines[0]
+    assert f"handler failed: request_id={request_id}" not in log
+    assert value(samples(server.url), failures[0], **failures[1]) == before + 1
+
+
+def strict_json(body: bytes) -> Any:
+    """Parse as Alexa's strict JSON would: no NaN or Infinity."""
+
+    def refuse(constant: str) -> Any:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(body, parse_constant=refuse)
 
 
 def test_ssml_with_attributes_on_speak_is_sent_as_one_document(signed, server):

@@ -3,14 +3,19 @@
 A `Shot` is one HTTP request: method, body bytes, headers (a list, so a header can
 be sent twice) and whether to sign the body with the dev CA, so fuzzed bodies get
 past verification and reach the SDK's deserializer and the handlers.
+
+A `FunctionAnswer` is the other side: the bytes a broken or hostile funker
+function sends back, in each of the four answer forms (DESIGN §4).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from xml.sax.saxutils import escape
 
 from hypothesis import strategies as st
 
@@ -313,3 +318,165 @@ def shots(draw: st.DrawFn, body: st.SearchStrategy[bytes] = bodies) -> Shot:
         sign=draw(st.booleans() | st.just(True)),
         headers=draw(st.just([]) | garbled_signatures()),
     )
+
+
+# --- function answers: what a broken or hostile function sends back ------------
+
+# Characters XML 1.0 forbids (so Alexa's SSML does): C0 controls but tab, newline and
+# carriage return; U+FFFE and U+FFFF; lone surrogates.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+XML_ILLEGAL = ["\x00", "\x07", "\x08", "\x0b", "\x0c", "\x1b", "\x1f", "\ufffe", "\uffff"]
+# JSON numbers a double cannot hold: json.loads makes infinity or a 400-digit int of them.
+HUGE_NUMBERS = ["1e400", "-1e400", "1E+400", "-1e999", "1" + "0" * 400, "-" + "9" * 400]
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A JSON number written exactly as given (json.dumps cannot write 1e400)."""
+
+    text: str
+
+
+def encode_answer(value: Any) -> bytes:
+    """JSON bytes as a function might write them: Literals as is, lone surrogates escaped."""
+    if isinstance(value, Literal):
+        return value.text.encode("ascii")
+    if isinstance(value, dict):
+        members = (encode_answer(k) + b":" + encode_answer(v) for k, v in value.items())
+        return b"{" + b",".join(members) + b"}"
+    if isinstance(value, list):
+        return b"[" + b",".join(encode_answer(item) for item in value) + b"]"
+    return json.dumps(value).encode("ascii")
+
+
+def may_be_refused(value: Any) -> bool:
+    """Whether an answer holds what can make it a bad reply.
+
+    A character XML forbids, a number a double cannot hold, or "<speak" (text
+    starting with it is taken as SSML, and such fragments are not well-formed).
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Literal):
+            return True
+        if isinstance(item, str) and (NOT_XML.search(item) or "<speak" in item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+@dataclass
+class FunctionAnswer:
+    value: Any
+    body: bytes
+
+    @property
+    def may_be_refused(self) -> bool:
+        return may_be_refused(self.value)
+
+    def __repr__(self) -> str:
+        return f"FunctionAnswer(body={self.body[:2000]!r} ({len(self.body)} bytes))"
+
+
+def answer_texts() -> st.SearchStrategy[str]:
+    alphabet = EDGE_CHARACTERS + XML_ILLEGAL + LONE_SURROGATES
+    return st.lists(st.sampled_from(alphabet) | st.text(max_size=3), min_size=1, max_size=6).map(
+        "".join
+    )
+
+
+def ssml_document(text: str) -> str:
+    return f"<speak>{escape(text)} <break time='1s'/></speak>"
+
+
+speeches = answer_texts() | answer_texts().map(ssml_document)
+answer_numbers = (
+    st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(HUGE_NUMBERS).map(Literal)
+)
+answer_data = st.recursive(
+    st.none() | st.booleans() | answer_numbers | answer_texts(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(answer_texts(), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+attributes = st.dictionaries(answer_texts(), answer_data, max_size=3)
+directives = st.lists(
+    st.builds(lambda data: {"type": "Test.Directive", "data": data}, answer_data), max_size=2
+)
+
+
+@st.composite
+def short_form_answers(draw: st.DrawFn) -> dict[str, Any]:
+    answer: dict[str, Any] = {"speech": draw(speeches)}
+    if draw(st.booleans()):
+        answer["reprompt"] = draw(speeches)
+    card = draw(
+        st.none()
+        | st.fixed_dictionaries({"title": answer_texts(), "content": answer_texts()})
+        | st.fixed_dictionaries(
+            {"title": answer_texts(), "text": answer_texts()},
+            optional={"image": st.fixed_dictionaries({"small": answer_texts()})},
+        )
+    )
+    if card is not None:
+        answer["card"] = card
+    if draw(st.booleans()):
+        answer["session_attributes"] = draw(attributes)
+    if draw(st.booleans()):
+        answer["directives"] = draw(directives)
+    return answer
+
+
+@st.composite
+def envelope_answers(draw: st.DrawFn) -> dict[str, Any]:
+    plain = st.builds(lambda text: {"type": "PlainText", "text": text}, answer_texts())
+    ssml = st.builds(lambda text: {"type": "SSML", "ssml": ssml_document(text)}, answer_texts())
+    response: dict[str, Any] = {"outputSpeech": draw(plain | ssml)}
+    if draw(st.booleans()):
+        response["reprompt"] = {"outputSpeech": draw(plain | ssml)}
+    if draw(st.booleans()):
+        response["card"] = {"type": "Simple", "title": draw(answer_texts()), "content": "c"}
+    if draw(st.booleans()):
+        response["directives"] = draw(directives)
+    if draw(st.booleans()):
+        response["canFulfillIntent"] = {"canFulfill": "YES", "slots": draw(attributes)}
+    answer: dict[str, Any] = {"version": "1.0", "response": response}
+    if draw(st.booleans()):
+        answer["sessionAttributes"] = draw(attributes)
+    return answer
+
+
+#: Spoken through the answer route's template, "The answer is {value}."
+data_answers = st.builds(lambda value: {"value": value}, answer_data)
+
+
+@st.composite
+def function_answers(draw: st.DrawFn) -> FunctionAnswer:
+    """A well-shaped answer in one of the four forms, with hostile text and numbers inside."""
+    value = draw(answer_texts() | short_form_answers() | envelope_answers() | data_answers)
+    return FunctionAnswer(value, encode_answer(value))
+
+
+@st.composite
+def broken_answers(draw: st.DrawFn) -> FunctionAnswer:
+    """Bytes that are no usable answer: garbage, cut off, nested 100000 deep, over the cap."""
+    answer = draw(function_answers())
+    depth = draw(st.sampled_from([1, 99, 100, 101, 500, 5000, 100_000]))
+    body = draw(
+        st.binary(max_size=512)
+        | st.integers(0, max(0, len(answer.body) - 1)).map(lambda n: answer.body[:n])
+        | st.just(b"[" * depth + b"]" * depth)
+        | st.just(
+            b'{"speech": "Hi", "session_attributes": {"x": ' + b"[" * depth + b"]" * depth + b"}}"
+        )
+        | st.just(b'"' + b"x" * (300 * 1024) + b'"')
+    )
+    return FunctionAnswer(None, body)

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 from hypothesis import given
 
+from tests.e2e.conftest import intent
 from tests.fuzz import strategies as s
-from tests.fuzz.conftest import FUZZ_SERVER, assert_contract, assert_no_crash_logged
+from tests.fuzz.conftest import (
+    ANSWER_INTENT,
+    FUZZ_SERVER,
+    assert_contract,
+    assert_no_crash_logged,
+    assert_valid_reply,
+)
 
 
 def test_real_server_answers_any_request_within_the_contract(fuzz_server, send_to_server):
@@ -34,3 +41,19 @@ def test_real_server_survives_garbage_nesting_and_oversize(fuzz_server, send_to_
     # Still serving normally afterwards.
     status, _, body = send_to_server(s.Shot(body=s.encode(s.BASES["routed intent"]())))
     assert status == 200, body
+
+
+def test_real_server_turns_any_function_answer_into_a_reply_alexa_accepts(
+    fuzz_server, send_to_server, answer_function
+):
+    @FUZZ_SERVER
+    @given(answer=s.function_answers() | s.broken_answers())
+    def any_answer(answer):
+        answer_function.answer = answer.body
+        status, content_type, body = send_to_server(s.Shot(body=s.encode(intent(ANSWER_INTENT))))
+        assert status == 200, body[:500]
+        assert content_type.startswith("application/json")
+        assert_valid_reply(body)
+
+    any_answer()
+    assert_no_crash_logged(fuzz_server)
