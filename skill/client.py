@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from skill.terminal import one_line
-from verification.deadline import DeadlineSocket, left
+from verification.deadline import DeadlineSocket, left, tls_handshake
 
 #: Seconds one request may take, all told (the tools' --timeout default).
 DEFAULT_TIMEOUT = 10.0
@@ -113,7 +113,7 @@ def post(
         sock = _connect(url, host, port, deadline)
         if tls is not None:
             phase = "tls"
-            sock = tls.wrap_socket(sock, server_hostname=host)  # bounded: a timeout is set
+            sock = tls_handshake(sock, tls, host, deadline)
         # A socket already in place is used as it is: http.client never connects itself.
         connection.sock = DeadlineSocket(sock, deadline)
         phase = "answer"

@@ -202,7 +202,7 @@ def test_data_answer_is_spoken_through_the_locale_template(signed, server):
 )
 def test_failing_function_gets_spoken_apology_and_precise_log_line(signed, server, name, reason):
     failures = ("funker_dispatch_function_failures_total", {"route": name, "kind": reason})
-    before = value(samples(server.url), failures[0], **failures[1])
+    before = value(samples(server.admin_url), failures[0], **failures[1])
     body = intent(name)
     answer = signed(server.url, body)
     assert answer.status == 200, answer.body
@@ -218,7 +218,7 @@ def test_failing_function_gets_spoken_apology_and_precise_log_line(signed, serve
     assert f"reason={reason}" in lines[0]
     assert f"route={name}" in lines[0]
     assert f"handler failed: request_id={request_id}" not in log
-    assert value(samples(server.url), failures[0], **failures[1]) == before + 1
+    assert value(samples(server.admin_url), failures[0], **failures[1]) == before + 1
 
 
 def strict_json(body: bytes) -> Any:

@@ -11,6 +11,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from skill.envelope import MAX_BODY_BYTES
 from tests.fuzz import strategies as s
 from tests.fuzz.conftest import FUZZ, assert_contract
 
@@ -51,7 +52,7 @@ def test_deep_nesting(send_in_process, app_errors, shot):
 @given(shot=signed_post(s.huge_string()))
 def test_huge_strings(send_in_process, app_errors, shot):
     status, _ = fire(send_in_process, app_errors, shot)
-    if len(shot.body) > 256 * 1024:
+    if len(shot.body) > MAX_BODY_BYTES:
         assert status == 413
 
 
