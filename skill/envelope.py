@@ -10,6 +10,7 @@ unknown fields included.
 from __future__ import annotations
 
 import json
+import math
 from contextvars import ContextVar
 from datetime import date, datetime
 from enum import Enum
@@ -55,7 +56,7 @@ def precheck(body: bytes) -> tuple[str, dict[str, Any]]:
     except UnicodeDecodeError:
         raise MalformedRequest("body is not UTF-8") from None
     try:
-        data = json.loads(text, parse_constant=_not_json)
+        data = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise MalformedRequest("JSON nested too deeply") from None
     except ValueError:
@@ -72,6 +73,15 @@ def precheck(body: bytes) -> tuple[str, dict[str, Any]]:
         raise MalformedRequest("request.type is not a request type")
     _RAW.set((text, data, body))
     return text, data
+
+
+def _finite(literal: str) -> float:
+    # 1e400 is valid JSON text, but Python reads it as infinity, which no JSON
+    # encoder may write back: a request carrying one could only make a bad reply.
+    value = float(literal)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{literal} is beyond a double")
+    return value
 
 
 def _not_json(constant: str) -> Any:

@@ -132,3 +132,14 @@ def test_a_body_over_128_kib_is_refused_unread(client, deserializations, dev_ca)
     answer = post(client, body, dev_ca.sign(body))
     assert (answer.status_code, answer.get_json()["error"]) == (413, "too-large")
     assert deserializations == []
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1.8e308"])
+def test_a_signed_body_with_a_number_beyond_a_double_is_malformed(client, dev_ca, number):
+    # Python reads 1e400 as infinity; carried into a reply it would be "Infinity", not JSON.
+    envelope = launch()
+    envelope["session"]["attributes"] = {"carried": 1}
+    body = json.dumps(envelope).replace('"carried": 1', f'"carried": {number}').encode()
+    answer = post(client, body, dev_ca.sign(body))
+    assert (answer.status_code, answer.get_json()["error"]) == (400, "malformed")
+    assert "Infinity" not in answer.get_data(as_text=True)
