@@ -155,7 +155,7 @@ def funker_dispatch_command() -> list[str]:
 
 
 def worker_pids(master: int) -> list[int]:
-    """Direct children of a gunicorn master (its workers)."""
+    """Direct children of a server's master process (its workers)."""
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

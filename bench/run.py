@@ -1,12 +1,14 @@
 """What funker-dispatch costs next to a bare ASK SDK skill: prints figures, asserts nothing.
 
-Three servers under the same gunicorn settings (gthread, --workers, --threads,
-preload_app), all on loopback, driven with the same realistic signed
-SpaceCountIntent request at each concurrency, in alternating order:
+Three servers with the same --workers and --threads, all on loopback, driven
+with the same realistic signed SpaceCountIntent request at each concurrency,
+in alternating order:
 
-  a   bare flask-ask-sdk skill, fixed speech, verification off
+  a   bare flask-ask-sdk skill, fixed speech, verification off (gunicorn gthread)
   a'  the same skill calling the spacecount function by hand, verification off
-  b   funker-dispatch: verification ON (dev CA), forwarding to the same function
+      (gunicorn gthread, preload_app: how a bare-SDK skill is usually deployed)
+  b   funker-dispatch serve (granian): verification ON (dev CA), forwarding to
+      the same function
 
 Then micro figures: warm verification cost, funker hop cost, start-up time to
 the first 200, memory per worker. Uses wrk when installed, else a Python load
@@ -488,7 +490,7 @@ def print_micro(micro: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
     parser.add_argument("--rounds", type=int, help="rounds of every server × concurrency")
     parser.add_argument("--duration", type=float, help="seconds per run")
@@ -525,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
         ca = DevCA.load_or_create(tmp / "home")
         with spacecount_function() as function_port:
             print(
-                f"servers: workers={args.workers} threads={args.threads} gthread; "
+                f"servers: workers={args.workers} threads={args.threads}; "
                 f"load: {tool}; {rounds} round(s) × {duration:g} s × {concurrencies}",
                 flush=True,
             )
@@ -610,7 +612,8 @@ def drive(
     total = sum(used) + cpu_seconds(server.process.pid) - master_before
     run = Run(server.name, concurrency, round_, tool=tool, **figures)
     run.cpu_us = total / run.requests * 1e6 if run.requests else float("nan")
-    # gunicorn does not balance keep-alive connections: one worker may get them all.
+    # gunicorn does not balance keep-alive connections: one worker may get them all
+    # (granian's workers each accept on the port with SO_REUSEPORT: the kernel spreads them).
     run.busiest_worker = max(used) / sum(used) if sum(used) > 0 else float("nan")
     return run
 
