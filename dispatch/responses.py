@@ -1,8 +1,8 @@
 """Function output → Reply: the four answer forms of DESIGN §4, Alexa's limits, apologies.
 
-A `Reply` is plain data. The skill turns it into an ASK response with the SDK's
-response builder; nothing here knows the SDK, so the mapping can be tested
-(and used by the simulator) without a request in flight.
+A `Reply` is plain data in Alexa's own response format. The skill turns it
+into the ASK SDK's model and response; nothing here knows the SDK, so the
+mapping can be tested (and used by the simulator) without a request in flight.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import string
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from xml.parsers import expat
 from xml.sax.saxutils import escape
 
@@ -35,9 +35,9 @@ SHORT_KEYS = frozenset(
 )
 # The parts a bad-reply log line may name: the forms' own keys, never the function's.
 _PART_NAMES = SHORT_KEYS | ENVELOPE_KEYS
-_SHORT_CARD_KEYS = frozenset({"type", "title", "content", "text", "image"})
-CardType = Literal["Simple", "Standard", "LinkAccount"]
-_CARD_TYPES: tuple[CardType, ...] = ("Simple", "Standard", "LinkAccount")
+_SHORT_CARD_KEYS = frozenset({"type", "title", "content", "text", "image", "permissions"})
+#: The card types Alexa (and the ASK SDK's model) know.
+CARD_TYPES = ("Simple", "Standard", "LinkAccount", "AskForPermissionsConsent")
 
 # Quotes too: Alexa's SSML rules ask for all five XML specials to be escaped.
 _QUOTES = {'"': "&quot;", "'": "&apos;"}
@@ -78,28 +78,23 @@ class BadReply(ReplyError):
 
 
 @dataclass(frozen=True)
-class Card:
-    """A card for the Alexa app: Simple (`content`), Standard (`text`, images) or LinkAccount."""
-
-    type: CardType
-    title: str | None = None
-    content: str | None = None  # Simple
-    text: str | None = None  # Standard
-    small_image_url: str | None = None  # Standard
-    large_image_url: str | None = None  # Standard
-
-
-@dataclass(frozen=True)
 class Reply:
-    """What the skill says and shows; the skill builds the ASK response from it."""
+    """What the skill answers: Alexa's `response` object as plain JSON data, and attributes.
 
-    speech_ssml: str | None = None  # always a whole <speak>...</speak> document
-    reprompt_ssml: str | None = None
-    card: Card | None = None
-    end_session: bool | None = None  # None leaves shouldEndSession unset (directive-only replies)
+    `response` is in Alexa's own wire format (outputSpeech, card, reprompt,
+    shouldEndSession, directives, canFulfillIntent...): for a full envelope it
+    is the function's own object, checked but not rewritten; for the other
+    forms it is built here. The skill turns it into the ASK SDK's model.
+    """
+
+    response: Mapping[str, Any]
     session_attributes: dict[str, Any] | None = None
-    directives: tuple[dict[str, Any], ...] = ()  # raw directive objects, passed through untouched
-    can_fulfill_intent: dict[str, Any] | None = None  # a CanFulfillIntentRequest's answer, as is
+
+    @property
+    def speech(self) -> Mapping[str, Any] | None:
+        """The outputSpeech object, if any."""
+        speech = self.response.get("outputSpeech")
+        return speech if isinstance(speech, Mapping) else None
 
 
 def to_reply(
@@ -118,14 +113,14 @@ def to_reply(
     """
     _check_json(raw)
     if isinstance(raw, str):
-        reply = Reply(speech_ssml=_speech(raw, "speech"), end_session=True)
+        reply = Reply({"outputSpeech": _speech(raw, "speech"), "shouldEndSession": True})
     elif isinstance(raw, dict) and "response" in raw and raw.keys() <= ENVELOPE_KEYS:
         reply = _from_envelope(raw)
     elif isinstance(raw, dict) and raw and raw.keys() <= SHORT_KEYS:
         reply = _from_short_form(raw)
     else:
-        text = _string(_render(_template(route, locale), raw), "speech")
-        reply = Reply(speech_ssml=_wrap(escape_speech(text)), end_session=True)
+        text = _render(_template(route, locale), raw)
+        reply = Reply({"outputSpeech": _speech(text, "speech"), "shouldEndSession": True})
     _check_limits(reply, carried_attributes)
     return reply
 
@@ -134,98 +129,109 @@ def to_reply(
 
 
 def _from_envelope(raw: Mapping[str, Any]) -> Reply:
+    """The function's own response object, checked where Alexa would refuse it, kept as written.
+
+    Which fields exist is the ASK SDK model's business (the skill builds the
+    reply with it and reports what it drops); here only what Alexa speaks and
+    shows is checked: XML-legal text, well-formed SSML, known card and
+    speech types, strict JSON (already checked for the whole answer).
+    """
     response = raw["response"]
     if not isinstance(response, dict):
         raise BadReply("envelope 'response' is not an object")
-    speech = _output_speech(response.get("outputSpeech"), "outputSpeech")
+    response = dict(response)
+    if "outputSpeech" in response:
+        response["outputSpeech"] = _output_speech(response["outputSpeech"], "outputSpeech")
     reprompt = response.get("reprompt")
-    if reprompt is not None and not isinstance(reprompt, dict):
-        raise BadReply("reprompt is not an object")
-    reprompt_ssml = _output_speech((reprompt or {}).get("outputSpeech"), "reprompt")
+    if reprompt is not None:
+        if not isinstance(reprompt, dict):
+            raise BadReply("reprompt is not an object")
+        if "outputSpeech" in reprompt:
+            speech = _output_speech(reprompt["outputSpeech"], "reprompt")
+            response["reprompt"] = {**reprompt, "outputSpeech": speech}
+    if response.get("card") is not None:
+        _check_card(response["card"])
     end_session = response.get("shouldEndSession")
     if end_session is not None and not isinstance(end_session, bool):
         raise BadReply("shouldEndSession is not true or false")
+    if response.get("directives") is not None:
+        _directives(response["directives"])
     can_fulfill = response.get("canFulfillIntent")
     if can_fulfill is not None and not isinstance(can_fulfill, dict):
         raise BadReply("canFulfillIntent is not an object")
-    return Reply(
-        speech_ssml=speech,
-        reprompt_ssml=reprompt_ssml,
-        card=_envelope_card(response.get("card")),
-        end_session=end_session,
-        session_attributes=_attributes(raw.get("sessionAttributes"), "sessionAttributes"),
-        directives=_directives(response.get("directives")),
-        can_fulfill_intent=can_fulfill,
-    )
+    return Reply(response, _attributes(raw.get("sessionAttributes"), "sessionAttributes"))
 
 
-def _output_speech(speech: Any, where: str) -> str | None:
-    if speech is None:
-        return None
+def _output_speech(speech: Any, where: str) -> dict[str, Any]:
     if not isinstance(speech, dict):
         raise BadReply(f"{where} is not an object")
     kind = speech.get("type")
     if kind == "PlainText":
-        return _wrap(escape_speech(_string(speech.get("text"), f"{where} text")))
+        _string(speech.get("text"), f"{where} text")  # sent as written: PlainText is not SSML
+        return speech
     if kind == "SSML":
         ssml = _string(speech.get("ssml"), f"{where} ssml").strip()
         # Some hand-written envelopes leave out <speak>; Alexa would refuse them.
-        return _checked_ssml(ssml if _SPEAK_OPEN.match(ssml) else _wrap(ssml), where)
+        ssml = ssml if _SPEAK_OPEN.match(ssml) else _wrap(ssml)
+        return {**speech, "ssml": _checked_ssml(ssml, where)}
     raise BadReply(f"{where} type is not PlainText or SSML")
 
 
-def _envelope_card(card: Any) -> Card | None:
-    if card is None:
-        return None
+def _check_card(card: Any) -> None:
     if not isinstance(card, dict):
         raise BadReply("card is not an object")
     kind = card.get("type")
-    title = _optional_string(card.get("title"), "card title")
-    if kind == "Simple":
-        return Card("Simple", title=title, content=_optional_string(card.get("content"), "card"))
-    if kind == "Standard":
-        image = card.get("image")
-        if image is not None and not isinstance(image, dict):
+    if kind not in CARD_TYPES:
+        raise BadReply(f"card type is not one of {', '.join(CARD_TYPES)}")
+    for key in ("title", "content", "text"):
+        _optional_string(card.get(key), f"card {key}")
+    image = card.get("image")
+    if image is not None:
+        if not isinstance(image, dict):
             raise BadReply("card image is not an object")
-        image = image or {}
-        return Card(
-            "Standard",
-            title=title,
-            text=_optional_string(card.get("text"), "card text"),
-            small_image_url=_optional_string(image.get("smallImageUrl"), "card image"),
-            large_image_url=_optional_string(image.get("largeImageUrl"), "card image"),
-        )
-    if kind == "LinkAccount":
-        return Card("LinkAccount")
-    raise BadReply("card type is not Simple, Standard or LinkAccount")
+        for key in ("smallImageUrl", "largeImageUrl"):
+            _optional_string(image.get(key), "card image")
+    if kind == "AskForPermissionsConsent":
+        _permissions(card.get("permissions"))
+
+
+def _permissions(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise BadReply("an AskForPermissionsConsent card lists its permissions")
+    for scope in value:
+        _string(scope, "card permissions")
+    return value
 
 
 # -- form 2: the short object ------------------------------------------------------------------
 
 
 def _from_short_form(raw: Mapping[str, Any]) -> Reply:
-    speech = raw.get("speech")
+    response: dict[str, Any] = {}
+    if raw.get("speech") is not None:
+        response["outputSpeech"] = _speech(raw["speech"], "speech")
     reprompt = raw.get("reprompt")
-    speech_ssml = None if speech is None else _speech(speech, "speech")
-    reprompt_ssml = None if reprompt is None else _speech(reprompt, "reprompt")
+    if reprompt is not None:
+        response["reprompt"] = {"outputSpeech": _speech(reprompt, "reprompt")}
+    card = _short_card(raw.get("card"))
+    if card is not None:
+        response["card"] = card
     if "end_session" in raw:
         # An explicit null leaves shouldEndSession unset, as directive-only replies need.
         end_session = raw["end_session"]
         if end_session is not None and not isinstance(end_session, bool):
             raise BadReply("end_session is not true or false")
     else:
-        end_session = reprompt_ssml is None
-    return Reply(
-        speech_ssml=speech_ssml,
-        reprompt_ssml=reprompt_ssml,
-        card=_short_card(raw.get("card")),
-        end_session=end_session,
-        session_attributes=_attributes(raw.get("session_attributes"), "session_attributes"),
-        directives=_directives(raw.get("directives")),
-    )
+        end_session = reprompt is None
+    if end_session is not None:
+        response["shouldEndSession"] = end_session
+    directives = _directives(raw.get("directives"))
+    if directives:
+        response["directives"] = list(directives)
+    return Reply(response, _attributes(raw.get("session_attributes"), "session_attributes"))
 
 
-def _short_card(card: Any) -> Card | None:
+def _short_card(card: Any) -> dict[str, Any] | None:
     if card is None:
         return None
     if not isinstance(card, dict):
@@ -233,30 +239,41 @@ def _short_card(card: Any) -> Card | None:
     if not card.keys() <= _SHORT_CARD_KEYS:
         raise BadReply(f"card keys must be among {', '.join(sorted(_SHORT_CARD_KEYS))}")
     kind = card.get("type")
-    if kind is not None and kind not in _CARD_TYPES:
-        raise BadReply("card type is not Simple, Standard or LinkAccount")
+    if kind is not None and kind not in CARD_TYPES:
+        raise BadReply(f"card type is not one of {', '.join(CARD_TYPES)}")
     if kind == "LinkAccount":
         if card.keys() != {"type"}:
             raise BadReply("a LinkAccount card has no title, content, text or image")
-        return Card("LinkAccount")
+        return {"type": "LinkAccount"}
+    if kind == "AskForPermissionsConsent":
+        if card.keys() != {"type", "permissions"}:
+            raise BadReply("an AskForPermissionsConsent card has only its permissions")
+        return {"type": kind, "permissions": _permissions(card["permissions"])}
+    if "permissions" in card:
+        raise BadReply("only an AskForPermissionsConsent card has permissions")
     title = _optional_string(card.get("title"), "card title")
     standard = "text" in card or "image" in card
     if kind == "Standard" or (kind is None and standard):
         if "content" in card:
             raise BadReply("a Standard card has text, not content")
         small, large = _short_image(card.get("image"))
-        return Card(
-            "Standard",
+        image = {"smallImageUrl": small, "largeImageUrl": large}
+        return _present(
+            type="Standard",
             title=title,
             text=_optional_string(card.get("text"), "card text"),
-            small_image_url=small,
-            large_image_url=large,
+            image=_present(**image) or None,
         )
     if standard:
         raise BadReply("a Simple card has content, not text or image")
     if "title" not in card and "content" not in card:
         raise BadReply("card has nothing to show")
-    return Card("Simple", title=title, content=_optional_string(card.get("content"), "card"))
+    content = _optional_string(card.get("content"), "card")
+    return _present(type="Simple", title=title, content=content)
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def _short_image(image: Any) -> tuple[str | None, str | None]:
@@ -324,13 +341,20 @@ def _check_fields(template: str) -> None:
 
 def _check_limits(reply: Reply, carried: Mapping[str, Any] | None = None) -> None:
     """Raise ReplyTooLarge when a reply is over one of Alexa's limits; nothing is cut."""
-    for where, ssml in (("speech", reply.speech_ssml), ("reprompt", reply.reprompt_ssml)):
-        # Counted as sent: Alexa counts the SSML, tags and entities included.
-        if ssml is not None and len(ssml) > MAX_SPEECH_CHARS:
-            raise ReplyTooLarge(f"{where} is {len(ssml)} characters (limit {MAX_SPEECH_CHARS})")
-    card = reply.card
-    if card is not None:
-        shown = len(card.title or "") + len(card.content or "") + len(card.text or "")
+    response = reply.response
+    reprompt = response.get("reprompt")
+    speeches = (
+        ("speech", response.get("outputSpeech")),
+        ("reprompt", reprompt.get("outputSpeech") if isinstance(reprompt, Mapping) else None),
+    )
+    for where, speech in speeches:
+        # Counted as sent: Alexa counts SSML with its tags and entities.
+        said = _said(speech)
+        if len(said) > MAX_SPEECH_CHARS:
+            raise ReplyTooLarge(f"{where} is {len(said)} characters (limit {MAX_SPEECH_CHARS})")
+    card = response.get("card")
+    if isinstance(card, Mapping):
+        shown = sum(len(card.get(key) or "") for key in ("title", "content", "text"))
         if shown > MAX_CARD_CHARS:
             raise ReplyTooLarge(f"card is {shown} characters (limit {MAX_CARD_CHARS})")
     size = _estimated_bytes(reply, carried)
@@ -338,40 +362,22 @@ def _check_limits(reply: Reply, carried: Mapping[str, Any] | None = None) -> Non
         raise ReplyTooLarge(f"reply is about {size} bytes (limit {MAX_REPLY_BYTES})")
 
 
+def _said(speech: Any) -> str:
+    if not isinstance(speech, Mapping):
+        return ""
+    text = speech.get("ssml") if speech.get("type") == "SSML" else speech.get("text")
+    return text if isinstance(text, str) else ""
+
+
 def _estimated_bytes(reply: Reply, carried: Mapping[str, Any] | None = None) -> int:
     """The reply as the skill will send it, JSON-encoded the way Flask's jsonify does."""
-    response: dict[str, Any] = {}
-    if reply.speech_ssml is not None:
-        response["outputSpeech"] = {"type": "SSML", "ssml": reply.speech_ssml}
-    if reply.reprompt_ssml is not None:
-        response["reprompt"] = {"outputSpeech": {"type": "SSML", "ssml": reply.reprompt_ssml}}
-    if reply.card is not None:
-        response["card"] = _card_json(reply.card)
-    if reply.end_session is not None:
-        response["shouldEndSession"] = reply.end_session
-    if reply.directives:
-        response["directives"] = list(reply.directives)
-    if reply.can_fulfill_intent is not None:
-        response["canFulfillIntent"] = reply.can_fulfill_intent
-    body: dict[str, Any] = {"version": "1.0", "response": response}
+    body: dict[str, Any] = {"version": "1.0", "response": reply.response}
     attributes = reply.session_attributes if reply.session_attributes is not None else carried
     if attributes:
         body["sessionAttributes"] = attributes
     # ensure_ascii like jsonify: non-ASCII speech costs its \uXXXX escapes on the wire;
     # USER_AGENT_ALLOWANCE covers the SDK's "userAgent" field.
     return len(json.dumps(body, separators=(",", ":")).encode()) + USER_AGENT_ALLOWANCE
-
-
-def _card_json(card: Card) -> dict[str, Any]:
-    image = {"smallImageUrl": card.small_image_url, "largeImageUrl": card.large_image_url}
-    fields = {
-        "type": card.type,
-        "title": card.title,
-        "content": card.content,
-        "text": card.text,
-        "image": {key: url for key, url in image.items() if url is not None},
-    }
-    return {key: value for key, value in fields.items() if value}
 
 
 # -- speech ------------------------------------------------------------------------------------
@@ -395,11 +401,16 @@ def _is_ssml(text: str) -> bool:
     return _SPEAK_OPEN.match(text.strip()) is not None
 
 
-def _speech(text: Any, where: str) -> str:
+def _speech(text: Any, where: str) -> dict[str, Any]:
+    """A function's speech string as Alexa's outputSpeech: SSML when it is SSML, else PlainText.
+
+    PlainText carries the text exactly as the function wrote it: it is not
+    SSML, so nothing in it is escaped.
+    """
     text = _string(text, where)
     if _is_ssml(text):
-        return _checked_ssml(text.strip(), where)
-    return _wrap(escape_speech(text))
+        return {"type": "SSML", "ssml": _checked_ssml(text.strip(), where)}
+    return {"type": "PlainText", "text": text}
 
 
 def _wrap(ssml_body: str) -> str:
@@ -512,5 +523,13 @@ APOLOGIES: dict[str, str] = {
 
 def apology(locale: str) -> Reply:
     """A short spoken apology in the request's locale (English fallback) that names no internals."""
-    text = APOLOGIES.get(locale) or APOLOGIES.get(locale.split("-")[0].lower()) or APOLOGIES["en"]
-    return Reply(speech_ssml=_wrap(escape_speech(text)), end_session=True)
+    return Reply(
+        {
+            "outputSpeech": {"type": "PlainText", "text": apology_text(locale)},
+            "shouldEndSession": True,
+        }
+    )
+
+
+def apology_text(locale: str) -> str:
+    return APOLOGIES.get(locale) or APOLOGIES.get(locale.split("-")[0].lower()) or APOLOGIES["en"]

@@ -19,20 +19,13 @@ from ask_sdk_core.dispatch_components import (  # noqa: E402
 )
 from ask_sdk_core.handler_input import HandlerInput  # noqa: E402
 from ask_sdk_model import IntentRequest, Response  # noqa: E402
-from ask_sdk_model.ui import (  # noqa: E402
-    Image,
-    LinkAccountCard,
-    Reprompt,
-    SimpleCard,
-    SsmlOutputSpeech,
-    StandardCard,
-)
 
 from dispatch import funker  # noqa: E402
 from dispatch.registry import NoRoute, Route, Router  # noqa: E402
 from dispatch.responses import Reply, ReplyError, apology, escape_speech, to_reply  # noqa: E402
 from skill.envelope import raw_body, raw_envelope  # noqa: E402
 from skill.messages import abilities, message  # noqa: E402
+from skill.replies import to_model  # noqa: E402
 
 log = logging.getLogger("funker_dispatch")
 
@@ -79,15 +72,28 @@ def current_record() -> RequestRecord:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """What the skill sends back: the ASK SDK's Response model, and the session attributes."""
+
+    response: Response
+    session_attributes: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, reply: Reply, route: str | None = None) -> Answer:
+        """The SDK model of a Reply; BadReply (a ReplyError) when the model refuses it."""
+        return cls(to_model(reply, route), reply.session_attributes)
+
+
+@dataclass(frozen=True)
 class Dispatcher:
-    """Forwards one request to its function and maps the answer to a Reply."""
+    """Forwards one request to its function and maps the answer to an Answer."""
 
     router: Router
     deadline: float
     max_response_bytes: int = 256 * 1024
     call: Callable[..., Any] = funker.call
 
-    def answer(self, name: str, locale: str | None, request_id: str | None) -> Reply:
+    def answer(self, name: str, locale: str | None, request_id: str | None) -> Answer:
         record = current_record()
         try:
             route = self.router.resolve(name)
@@ -107,14 +113,15 @@ class Dispatcher:
             return self._apologise(record, locale, exc.kind, detail, request_id)
         record.function_ms = (time.perf_counter() - started) * 1000
         try:
-            return to_reply(raw, route, locale or "en-US", carried_attributes=_carried())
+            reply = to_reply(raw, route, locale or "en-US", carried_attributes=_carried())
+            return Answer.of(reply, route.name)
         except ReplyError as exc:
             return self._apologise(record, locale, exc.kind, str(exc), request_id)
 
     @staticmethod
     def _apologise(
         record: RequestRecord, locale: str | None, reason: str, detail: str, request_id: str | None
-    ) -> Reply:
+    ) -> Answer:
         record.outcome = "apology"
         record.reason = reason
         log.warning(
@@ -124,7 +131,7 @@ class Dispatcher:
             reason,
             detail,
         )
-        return apology(locale or "en-US")
+        return Answer.of(apology(locale or "en-US"))
 
 
 def _carried() -> dict[str, Any] | None:
@@ -146,44 +153,13 @@ def _payload(route: Route) -> dict[str, Any] | bytes:
     return {key: envelope[key] for key in route.arguments if key in envelope}
 
 
-def respond(handler_input: HandlerInput, reply: Reply) -> Response:
-    """Build the ASK response for a Reply with the SDK's response builder."""
+def respond(handler_input: HandlerInput, answer: Answer) -> Response:
+    """The ASK response for an Answer: its model as the response, its attributes in the session."""
     builder = handler_input.response_builder
-    # SSML goes in as the complete document it already is: the builder's
-    # speak()/ask() strip only a bare "<speak>" and would nest one with attributes.
-    if reply.speech_ssml is not None:
-        builder.response.output_speech = SsmlOutputSpeech(ssml=reply.speech_ssml)
-    if reply.reprompt_ssml is not None:
-        builder.response.reprompt = Reprompt(
-            output_speech=SsmlOutputSpeech(ssml=reply.reprompt_ssml)
-        )
-        builder.set_should_end_session(False)
-    if reply.can_fulfill_intent is not None:
-        builder.response.can_fulfill_intent = reply.can_fulfill_intent  # passed through as is
-    if reply.card is not None:
-        builder.set_card(_card(reply.card))
-    if reply.end_session is not None:
-        builder.set_should_end_session(reply.end_session)
-    if reply.directives:
-        # Raw directive dicts pass through untouched; the SDK's serializer
-        # writes dicts as they are (add_directive expects model objects).
-        builder.response.directives = [*(builder.response.directives or []), *reply.directives]
-    if reply.session_attributes is not None and handler_input.request_envelope.session is not None:
-        handler_input.attributes_manager.session_attributes = dict(reply.session_attributes)
+    builder.response = answer.response
+    if answer.session_attributes is not None and handler_input.request_envelope.session is not None:
+        handler_input.attributes_manager.session_attributes = dict(answer.session_attributes)
     return builder.response
-
-
-def _card(card: Any) -> Any:
-    if card.type == "LinkAccount":
-        return LinkAccountCard()
-    if card.type == "Standard":
-        image = None
-        if card.small_image_url or card.large_image_url:
-            image = Image(
-                small_image_url=card.small_image_url, large_image_url=card.large_image_url
-            )
-        return StandardCard(title=card.title, text=card.text, image=image)
-    return SimpleCard(title=card.title, content=card.content)
 
 
 NO_SPEECH_TYPES = frozenset({"SessionEndedRequest", "CanFulfillIntentRequest"})
@@ -357,7 +333,7 @@ class ApologyExceptionHandler(AbstractExceptionHandler):
         )
         if not _accepts_speech(handler_input):
             return handler_input.response_builder.response  # no speech outside a session
-        return respond(handler_input, apology(_locale(handler_input) or "en-US"))
+        return respond(handler_input, Answer.of(apology(_locale(handler_input) or "en-US")))
 
 
 def _abilities(examples: Mapping[str, Sequence[str]], locale: str | None) -> str:

@@ -19,6 +19,7 @@ from dispatch.registry import Route, Router
 from dispatch.responses import apology
 from skill.envelope import remember
 from skill.handlers import Dispatcher, start_record
+from skill.replies import to_model
 from tests.e2e.conftest import intent
 
 
@@ -59,7 +60,7 @@ def test_narrowed_request_json_cannot_carry_is_a_protocol_apology_and_nothing_is
     with caplog.at_level(logging.WARNING, logger="funker_dispatch"):
         reply = dispatcher.answer("NarrowIntent", "en-GB", "req-1")
 
-    assert reply == apology("en-GB")
+    assert reply.response == to_model(apology("en-GB"))
     assert (record.outcome, record.reason, record.route) == ("apology", "protocol", "NarrowIntent")
     lines = [r for r in caplog.records if r.name == "funker_dispatch"]
     assert len(lines) == 1 and lines[0].exc_info is None  # one line, no traceback

@@ -10,7 +10,6 @@ import pytest
 from dispatch.registry import Route
 from dispatch.responses import (
     BadReply,
-    Card,
     Reply,
     ReplyError,
     ReplyTooLarge,
@@ -53,39 +52,40 @@ def envelope(response: dict[str, Any], **top: Any) -> dict[str, Any]:
     return {"version": "1.0", "response": response, **top}
 
 
-def test_seed_envelope_is_carried_over():
-    assert to_reply(SEED_ENVELOPE, PLAIN, "en-US") == Reply(
-        speech_ssml="<speak>There are 6 people in space.</speak>",
-        card=Card("Simple", title="People in space", content="ISS: A, B"),
-        end_session=True,
-    )
+def test_seed_envelope_is_carried_over_as_written():
+    reply = to_reply(SEED_ENVELOPE, PLAIN, "en-US")
+    assert reply == Reply(SEED_ENVELOPE["response"])
 
 
 @pytest.mark.parametrize(
-    ("output_speech", "ssml"),
+    ("output_speech", "sent"),
     [
         (
-            {"type": "PlainText", "text": "Fish & chips < 5"},
-            "<speak>Fish &amp; chips &lt; 5</speak>",
+            {"type": "PlainText", "text": "There's currently 6 people & 1 < 2"},
+            {"type": "PlainText", "text": "There's currently 6 people & 1 < 2"},
+        ),
+        (
+            {"type": "PlainText", "text": "Hi", "playBehavior": "ENQUEUE"},
+            {"type": "PlainText", "text": "Hi", "playBehavior": "ENQUEUE"},
         ),
         (
             {"type": "SSML", "ssml": "<speak>Hi <break/> &amp; bye</speak>"},
-            "<speak>Hi <break/> &amp; bye</speak>",
+            {"type": "SSML", "ssml": "<speak>Hi <break/> &amp; bye</speak>"},
         ),
         (
             {"type": "SSML", "ssml": "Hi <emphasis>there</emphasis>"},
-            "<speak>Hi <emphasis>there</emphasis></speak>",
+            {"type": "SSML", "ssml": "<speak>Hi <emphasis>there</emphasis></speak>"},
         ),
     ],
-    ids=["plain-text-escaped", "ssml-as-is", "ssml-without-speak-wrapped"],
+    ids=["plain-text-unchanged", "play-behavior-kept", "ssml-as-is", "ssml-without-speak-wrapped"],
 )
-def test_envelope_output_speech(output_speech, ssml):
-    assert to_reply(envelope({"outputSpeech": output_speech}), None, "en-US").speech_ssml == ssml
+def test_envelope_output_speech(output_speech, sent):
+    assert to_reply(envelope({"outputSpeech": output_speech}), None, "en-US").speech == sent
 
 
 def test_envelope_without_should_end_session_leaves_it_unset():
     reply = to_reply(envelope({"outputSpeech": {"type": "PlainText", "text": "Hi"}}), None, "en-US")
-    assert reply.end_session is None
+    assert "shouldEndSession" not in reply.response
 
 
 def test_envelope_carries_reprompt_session_attributes_and_directives_untouched():
@@ -100,47 +100,35 @@ def test_envelope_carries_reprompt_session_attributes_and_directives_untouched()
         sessionAttributes={"asked": True},
     )
     reply = to_reply(raw, None, "en-US")
-    assert reply.reprompt_ssml == "<speak>Who, again?</speak>"
-    assert reply.end_session is False
+    assert reply.response == raw["response"]
     assert reply.session_attributes == {"asked": True}
-    assert reply.directives == (directive,)
-    assert reply.directives[0] is directive
+    assert reply.response["directives"][0] is directive
 
 
 @pytest.mark.parametrize(
-    ("card", "expected"),
+    "card",
     [
-        (
-            {"type": "Simple", "title": "T", "content": "C"},
-            Card("Simple", title="T", content="C"),
-        ),
-        (
-            {
-                "type": "Standard",
-                "title": "T",
-                "text": "X",
-                "image": {"smallImageUrl": "https://s", "largeImageUrl": "https://l"},
-            },
-            Card(
-                "Standard",
-                title="T",
-                text="X",
-                small_image_url="https://s",
-                large_image_url="https://l",
-            ),
-        ),
-        ({"type": "LinkAccount"}, Card("LinkAccount")),
+        {"type": "Simple", "title": "T", "content": "C"},
+        {
+            "type": "Standard",
+            "title": "T",
+            "text": "X",
+            "image": {"smallImageUrl": "https://s", "largeImageUrl": "https://l"},
+        },
+        {"type": "LinkAccount"},
+        {"type": "AskForPermissionsConsent", "permissions": ["read::alexa:device:all:address"]},
     ],
-    ids=["simple", "standard", "link-account"],
+    ids=["simple", "standard", "link-account", "ask-for-permissions"],
 )
-def test_envelope_cards_in_alexa_json_shape(card, expected):
-    assert to_reply(envelope({"card": card}), None, "en-US").card == expected
+def test_envelope_cards_are_carried_as_written(card):
+    assert to_reply(envelope({"card": card}), None, "en-US").response["card"] == card
 
 
 @pytest.mark.parametrize(
     "response",
     [
         {"card": {"type": "AskForPermissionsConsent", "permissions": []}},
+        {"card": {"type": "Poster", "title": "T"}},
         {"card": "People in space"},
         {"outputSpeech": {"type": "Whisper", "text": "hi"}},
         {"outputSpeech": {"type": "PlainText", "text": 6}},
@@ -149,7 +137,8 @@ def test_envelope_cards_in_alexa_json_shape(card, expected):
         {"directives": {"type": "Dialog.Delegate"}},
     ],
     ids=[
-        "card-of-wrong-type",
+        "permissions-empty",
+        "card-of-unknown-type",
         "card-not-object",
         "speech-type-unknown",
         "speech-not-string",
@@ -176,31 +165,39 @@ def test_envelope_response_must_be_an_object():
 # -- form 2: the short object -----------------------------------------------------------------
 
 
+def plain(text: str) -> dict[str, str]:
+    return {"type": "PlainText", "text": text}
+
+
+def ssml(document: str) -> dict[str, str]:
+    return {"type": "SSML", "ssml": document}
+
+
 @pytest.mark.parametrize(
-    ("speech", "ssml"),
+    ("speech", "sent"),
     [
-        ("Fish & chips < 5 pounds", "<speak>Fish &amp; chips &lt; 5 pounds</speak>"),
-        ('She said "it\'s 5 > 4"', "<speak>She said &quot;it&apos;s 5 &gt; 4&quot;</speak>"),
+        ("Fish & chips < 5 pounds", plain("Fish & chips < 5 pounds")),
+        ('She said "it\'s 5 > 4"', plain('She said "it\'s 5 > 4"')),
         (
             "<speak>Hello <emphasis>there</emphasis></speak>",
-            "<speak>Hello <emphasis>there</emphasis></speak>",
+            ssml("<speak>Hello <emphasis>there</emphasis></speak>"),
         ),
-        ("  <speak>padded &amp; fine</speak>\n", "<speak>padded &amp; fine</speak>"),
+        ("  <speak>padded &amp; fine</speak>\n", ssml("<speak>padded &amp; fine</speak>")),
         (
             "<emphasis>not SSML without speak</emphasis>",
-            "<speak>&lt;emphasis&gt;not SSML without speak&lt;/emphasis&gt;</speak>",
+            plain("<emphasis>not SSML without speak</emphasis>"),
         ),
     ],
     ids=[
-        "ampersand-and-lt-escaped",
-        "quotes-escaped",
+        "ampersand-and-lt-unchanged",
+        "quotes-unchanged",
         "ssml-as-is",
         "ssml-after-strip",
         "tags-without-speak-are-text",
     ],
 )
-def test_short_form_speech_is_escaped_text_or_ssml(speech, ssml):
-    assert to_reply({"speech": speech}, None, "en-US").speech_ssml == ssml
+def test_short_form_speech_is_plain_text_unchanged_or_ssml(speech, sent):
+    assert to_reply({"speech": speech}, None, "en-US").speech == sent
 
 
 @pytest.mark.parametrize(
@@ -208,30 +205,45 @@ def test_short_form_speech_is_escaped_text_or_ssml(speech, ssml):
     [
         (
             {"title": "Hello", "content": "Hello, Ada!"},
-            Card("Simple", title="Hello", content="Hello, Ada!"),
+            {"type": "Simple", "title": "Hello", "content": "Hello, Ada!"},
         ),
-        ({"title": "Host", "text": "From abc."}, Card("Standard", title="Host", text="From abc.")),
+        (
+            {"title": "Host", "text": "From abc."},
+            {"type": "Standard", "title": "Host", "text": "From abc."},
+        ),
         (
             {"title": "Pic", "image": {"small": "https://s.png", "large": "https://l.png"}},
-            Card(
-                "Standard",
-                title="Pic",
-                small_image_url="https://s.png",
-                large_image_url="https://l.png",
-            ),
+            {
+                "type": "Standard",
+                "title": "Pic",
+                "image": {"smallImageUrl": "https://s.png", "largeImageUrl": "https://l.png"},
+            },
         ),
-        ({"type": "LinkAccount"}, Card("LinkAccount")),
+        ({"type": "LinkAccount"}, {"type": "LinkAccount"}),
+        (
+            {"type": "AskForPermissionsConsent", "permissions": ["alexa::profile:name:read"]},
+            {"type": "AskForPermissionsConsent", "permissions": ["alexa::profile:name:read"]},
+        ),
     ],
-    ids=["title-content-is-simple", "text-is-standard", "image-is-standard", "link-account"],
+    ids=[
+        "title-content-is-simple",
+        "text-is-standard",
+        "image-is-standard",
+        "link-account",
+        "ask-for-permissions",
+    ],
 )
 def test_short_form_cards(card, expected):
-    assert to_reply({"speech": "Hi", "card": card}, None, "en-US").card == expected
+    assert to_reply({"speech": "Hi", "card": card}, None, "en-US").response["card"] == expected
 
 
 @pytest.mark.parametrize(
     "card",
     [
         {"type": "AskForPermissionsConsent"},
+        {"type": "AskForPermissionsConsent", "permissions": "alexa::profile:name:read"},
+        {"title": "T", "permissions": ["alexa::profile:name:read"]},
+        {"type": "Poster", "title": "T"},
         {"title": "T", "content": "C", "text": "X"},
         {"type": "Simple", "title": "T", "text": "X"},
         {"type": "LinkAccount", "title": "Link"},
@@ -242,6 +254,9 @@ def test_short_form_cards(card, expected):
         "Hello",
     ],
     ids=[
+        "permissions-missing",
+        "permissions-not-a-list",
+        "permissions-on-a-simple-card",
         "unknown-type",
         "content-and-text",
         "simple-with-text",
@@ -276,12 +291,12 @@ def test_short_form_bad_cards_are_bad_replies(card):
     ],
 )
 def test_short_form_end_session(raw, end_session):
-    assert to_reply(raw, None, "en-US").end_session is end_session
+    assert to_reply(raw, None, "en-US").response.get("shouldEndSession") is end_session
 
 
-def test_short_form_reprompt_is_escaped_like_speech():
+def test_short_form_reprompt_is_plain_text_like_speech():
     reply = to_reply({"speech": "Hi", "reprompt": "Tom & Jerry?"}, None, "en-US")
-    assert reply.reprompt_ssml == "<speak>Tom &amp; Jerry?</speak>"
+    assert reply.response["reprompt"] == {"outputSpeech": plain("Tom & Jerry?")}
 
 
 def test_short_form_carries_session_attributes_and_directives_untouched():
@@ -293,8 +308,8 @@ def test_short_form_carries_session_attributes_and_directives_untouched():
     }
     reply = to_reply(raw, None, "en-US")
     assert reply.session_attributes == {"turn": 2}
-    assert reply.directives == (directive,)
-    assert reply.directives[0] is directive
+    assert reply.response["directives"] == [directive]
+    assert reply.response["directives"][0] is directive
 
 
 @pytest.mark.parametrize(
@@ -325,14 +340,14 @@ def test_short_form_parts_of_the_wrong_shape_are_bad_replies(raw):
 
 
 @pytest.mark.parametrize(
-    ("raw", "ssml"),
+    ("raw", "sent"),
     [
-        ("Fish & chips < 5 pounds", "<speak>Fish &amp; chips &lt; 5 pounds</speak>"),
-        ("<speak>Fish &amp; chips</speak>", "<speak>Fish &amp; chips</speak>"),
+        ("Fish & chips < 5 pounds", plain("Fish & chips < 5 pounds")),
+        ("<speak>Fish &amp; chips</speak>", ssml("<speak>Fish &amp; chips</speak>")),
     ],
 )
-def test_string_answer_is_the_speech_and_ends_the_session(raw, ssml):
-    assert to_reply(raw, PLAIN, "en-US") == Reply(speech_ssml=ssml, end_session=True)
+def test_string_answer_is_the_speech_and_ends_the_session(raw, sent):
+    assert to_reply(raw, PLAIN, "en-US") == Reply({"outputSpeech": sent, "shouldEndSession": True})
 
 
 # -- form 4: data through the route's template ------------------------------------------------
@@ -350,7 +365,7 @@ def test_string_answer_is_the_speech_and_ends_the_session(raw, ssml):
 )
 def test_data_is_spoken_through_the_locale_table(locale, speech):
     reply = to_reply({"total_captains": 12}, CAPTAINS, locale)
-    assert reply == Reply(speech_ssml=f"<speak>{speech}</speak>", end_session=True)
+    assert reply == Reply({"outputSpeech": plain(speech), "shouldEndSession": True})
 
 
 @pytest.mark.parametrize(
@@ -360,7 +375,7 @@ def test_data_is_spoken_through_the_locale_table(locale, speech):
         (7, "The answer is {value}.", "The answer is 7."),
         ([1, 2], "{value}", "[1, 2]"),
         ({"n": 1234567}, "{n:,} steps", "1,234,567 steps"),
-        ({"shop": "M&S"}, "Go to {shop}.", "Go to M&amp;S."),
+        ({"shop": "M&S"}, "Go to {shop}.", "Go to M&S."),
         ({}, "Nothing to report.", "Nothing to report."),
     ],
     ids=[
@@ -368,18 +383,18 @@ def test_data_is_spoken_through_the_locale_table(locale, speech):
         "number-as-value",
         "list-as-value",
         "format-spec",
-        "rendered-text-is-escaped",
+        "rendered-text-is-plain-text",
         "empty-object-is-data",
     ],
 )
 def test_data_template_rendering(raw, template, speech):
-    assert to_reply(raw, with_template(template), "en-US").speech_ssml == f"<speak>{speech}</speak>"
+    assert to_reply(raw, with_template(template), "en-US").speech == plain(speech)
 
 
 def test_object_mixing_short_form_keys_with_data_is_data():
     raw = {"speech": "ignored", "total_captains": 3}
     reply = to_reply(raw, with_template("{total_captains} captains"), "en-US")
-    assert reply.speech_ssml == "<speak>3 captains</speak>"
+    assert reply.speech == plain("3 captains")
 
 
 @pytest.mark.parametrize(
@@ -433,9 +448,9 @@ def test_template_error_names_no_answer_values():
         {"speech": "x" * 8001},
         {"speech": "Hi", "reprompt": "x" * 8001},
         envelope({"outputSpeech": {"type": "PlainText", "text": "x" * 8001}}),
-        "&" * 1600,  # 1600 characters, 8000 once escaped: Alexa counts the SSML
+        "<speak>" + "&amp;" * 1600 + "</speak>",  # 1600 spoken, 8015 sent: Alexa counts the SSML
     ],
-    ids=["string", "short-form", "reprompt", "envelope", "counted-after-escaping"],
+    ids=["string", "short-form", "reprompt", "envelope", "ssml-counted-as-sent"],
 )
 def test_speech_over_8000_characters_is_too_large(raw):
     with pytest.raises(ReplyTooLarge) as caught:
@@ -444,8 +459,8 @@ def test_speech_over_8000_characters_is_too_large(raw):
 
 
 def test_speech_at_the_limit_is_kept_whole():
-    text = "x" * (8000 - len("<speak></speak>"))
-    assert to_reply(text, None, "en-US").speech_ssml == f"<speak>{text}</speak>"
+    text = "x" * 8000
+    assert to_reply(text, None, "en-US").speech == plain(text)
 
 
 @pytest.mark.parametrize(
@@ -463,7 +478,8 @@ def test_card_title_and_content_over_8000_characters_is_too_large(card):
 
 def test_card_at_the_limit_is_kept_whole():
     card = {"title": "T" * 4000, "content": "C" * 4000}
-    assert to_reply({"speech": "Hi", "card": card}, None, "en-US").card.content == "C" * 4000
+    sent = to_reply({"speech": "Hi", "card": card}, None, "en-US").response["card"]
+    assert sent["content"] == "C" * 4000
 
 
 @pytest.mark.parametrize(
@@ -520,14 +536,15 @@ def test_reply_errors_are_one_family_with_reason_codes():
 )
 def test_apology_is_spoken_in_the_request_locale_with_english_fallback(locale, starts):
     reply = apology(locale)
-    assert reply.speech_ssml.startswith(f"<speak>{starts}")
-    assert reply.speech_ssml.endswith("</speak>")
-    assert reply.end_session is True
-    assert (reply.card, reply.reprompt_ssml, reply.session_attributes) == (None, None, None)
+    assert reply.speech["type"] == "PlainText"
+    assert reply.speech["text"].startswith(starts)
+    assert reply.response.keys() == {"outputSpeech", "shouldEndSession"}
+    assert reply.response["shouldEndSession"] is True
+    assert reply.session_attributes is None
 
 
 def test_english_apology_is_short_and_names_no_internals():
-    text = ssml_to_text(apology("en-US").speech_ssml)
+    text = apology("en-US").speech["text"]
     assert text == "Sorry, I couldn't get an answer for that just now. Please try again later."
 
 
@@ -567,7 +584,7 @@ def test_escape_speech_round_trips_through_ssml_to_text():
     ids=["amazon-namespace-tags", "attributes-and-empty-tags", "predefined-entities"],
 )
 def test_well_formed_ssml_with_alexa_tags_passes_through(ssml):
-    assert to_reply({"speech": ssml}, None, "en-US").speech_ssml == ssml
+    assert to_reply({"speech": ssml}, None, "en-US").speech == {"type": "SSML", "ssml": ssml}
 
 
 @pytest.mark.parametrize(
@@ -740,4 +757,4 @@ def test_reply_nested_deeper_than_alexa_data_needs_is_a_bad_reply():
 
 def test_reply_nested_as_deep_as_an_apl_document_is_kept():
     reply = to_reply({"speech": "Hi", "directives": [{"type": "X", "d": nested(60)}]}, None, "en")
-    assert reply.directives[0]["d"] == nested(60)
+    assert reply.response["directives"][0]["d"] == nested(60)

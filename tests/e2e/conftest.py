@@ -221,7 +221,9 @@ class Answer:
 
     @property
     def speech(self) -> str:
-        return self.json["response"]["outputSpeech"]["ssml"]
+        """What Alexa is told to say: PlainText's text, or SSML's whole document, as sent."""
+        speech = self.json["response"]["outputSpeech"]
+        return speech["ssml"] if speech["type"] == "SSML" else speech["text"]
 
 
 def post(

@@ -11,6 +11,11 @@ import json
 import socket
 import threading
 
+# The seed's own sample answer had an apostrophe; "&" and "<" would be escaped as SSML.
+FAITHFUL_TEXT = "There's currently 6 people in space & 1 < 2"
+# A directive type no installed SDK knows (a newer APL one, say): must pass untouched.
+FUTURE_DIRECTIVE = {"type": "Alexa.Presentation.APL.FutureThing", "token": "t", "x": {"y": [1, 2]}}
+
 REPLIES = {
     # The seed's functions answered a full Alexa envelope.
     "envelope": lambda p: {
@@ -20,6 +25,30 @@ REPLIES = {
             "outputSpeech": {"type": "PlainText", "text": "There are 7 people in space."},
             "card": {"type": "Simple", "title": "People in space", "content": "7 aboard"},
             "shouldEndSession": True,
+        },
+    },
+    # Everything Alexa's response knows, as a function would write it (DESIGN §4 form 1).
+    "faithful": lambda p: {
+        "version": "1.0",
+        "response": {
+            "outputSpeech": {
+                "type": "PlainText",
+                "text": FAITHFUL_TEXT,
+                "playBehavior": "REPLACE_ENQUEUED",
+            },
+            "card": {
+                "type": "AskForPermissionsConsent",
+                "permissions": ["read::alexa:device:all:address"],
+            },
+            "reprompt": {
+                "outputSpeech": {
+                    "type": "SSML",
+                    "ssml": '<speak>Anything <break time="1s"/> else?</speak>',
+                }
+            },
+            "shouldEndSession": False,
+            "directives": [FUTURE_DIRECTIVE, {"type": "Dialog.ElicitSlot", "slotToElicit": "name"}],
+            "futureField": {"shown": "nowhere"},
         },
     },
     "short": lambda p: {

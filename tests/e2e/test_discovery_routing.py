@@ -36,7 +36,7 @@ def server(function_process, start_server, docker_api, dev_ca, tmp_path_factory)
 def speech(signed, server, name):
     answer = signed(server.url, intent(name))
     assert answer.status == 200, answer.body
-    return answer.json["response"]["outputSpeech"]["ssml"]
+    return answer.speech
 
 
 def test_service_appearing_with_an_intent_label_gets_routed_then_refused_when_gone(

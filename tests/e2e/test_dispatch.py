@@ -21,6 +21,10 @@ port = {envelope}
 host = "127.0.0.1"
 port = {short}
 
+[intents.FaithfulIntent]
+host = "127.0.0.1"
+port = {faithful}
+
 [intents.TextIntent]
 host = "127.0.0.1"
 port = {text}
@@ -116,6 +120,7 @@ port = {deep}
 
 MODES = [
     "envelope",
+    "faithful",
     "short",
     "text",
     "data",
@@ -152,10 +157,45 @@ def ask(signed, server, body):
 def test_seed_style_envelope_is_carried_over(signed, server):
     reply = ask(signed, server, intent("EnvelopeIntent"))
     response = reply["response"]
-    assert response["outputSpeech"]["ssml"] == "<speak>There are 7 people in space.</speak>"
+    assert response["outputSpeech"] == {"type": "PlainText", "text": "There are 7 people in space."}
     assert response["card"] == {"type": "Simple", "title": "People in space", "content": "7 aboard"}
     assert response["shouldEndSession"] is True
     assert reply["sessionAttributes"] == {"seen": True}
+
+
+def test_full_envelope_reaches_alexa_as_the_function_wrote_it(signed, server):
+    from tests.e2e.function import FAITHFUL_TEXT, FUTURE_DIRECTIVE
+
+    answer = signed(server.url, intent("FaithfulIntent"))
+    assert answer.status == 200, answer.body
+    response = answer.json["response"]
+    assert response["outputSpeech"] == {
+        "type": "PlainText",
+        "text": FAITHFUL_TEXT,
+        "playBehavior": "REPLACE_ENQUEUED",
+    }
+    assert json.dumps(FAITHFUL_TEXT).encode() in answer.body  # not one character escaped
+    assert response["card"] == {
+        "type": "AskForPermissionsConsent",
+        "permissions": ["read::alexa:device:all:address"],
+    }
+    assert response["reprompt"]["outputSpeech"]["ssml"] == (
+        '<speak>Anything <break time="1s"/> else?</speak>'
+    )
+    assert response["shouldEndSession"] is False
+    assert response["directives"] == [
+        FUTURE_DIRECTIVE,
+        {"type": "Dialog.ElicitSlot", "slotToElicit": "name"},
+    ]
+    assert "futureField" not in response
+
+
+def test_a_field_the_sdk_model_does_not_know_is_dropped_with_one_warning_per_route(signed, server):
+    for _ in range(2):
+        assert signed(server.url, intent("FaithfulIntent")).status == 200
+    warning = "dropped: route=FaithfulIntent fields=response.futureField"
+    server.wait_for_log(warning)
+    assert server.log().count(warning) == 1
 
 
 def test_short_form_with_ssml_and_standard_card(signed, server):
@@ -169,17 +209,17 @@ def test_short_form_with_ssml_and_standard_card(signed, server):
     }
 
 
-def test_plain_text_answer_is_escaped_into_ssml(signed, server):
+def test_plain_text_answer_is_spoken_as_plain_text_unchanged(signed, server):
     response = ask(signed, server, intent("TextIntent"))["response"]
-    assert response["outputSpeech"]["ssml"] == "<speak>Fish &amp; chips &lt; 5 pounds</speak>"
+    assert response["outputSpeech"] == {"type": "PlainText", "text": "Fish & chips < 5 pounds"}
     assert response["shouldEndSession"] is True
 
 
 def test_data_answer_is_spoken_through_the_locale_template(signed, server):
     gb = ask(signed, server, intent("CaptainsIntent", locale="en-GB"))["response"]
     us = ask(signed, server, intent("CaptainsIntent", locale="en-US"))["response"]
-    assert gb["outputSpeech"]["ssml"] == "<speak>There are 12 Docker captains, mate.</speak>"
-    assert us["outputSpeech"]["ssml"] == "<speak>There are 12 Docker captains.</speak>"
+    assert gb["outputSpeech"]["text"] == "There are 12 Docker captains, mate."
+    assert us["outputSpeech"]["text"] == "There are 12 Docker captains."
 
 
 @pytest.mark.parametrize(
@@ -207,7 +247,7 @@ def test_failing_function_gets_spoken_apology_and_precise_log_line(signed, serve
     answer = signed(server.url, body)
     assert answer.status == 200, answer.body
     response = strict_json(answer.body)["response"]
-    speech = response["outputSpeech"]["ssml"]
+    speech = response["outputSpeech"]["text"]
     assert "Sorry" in speech
     assert "127.0.0.1" not in speech and reason not in speech  # no internals spoken
     request_id = body["request"]["requestId"]
@@ -256,7 +296,7 @@ def test_routed_event_without_session_fails_silently_not_with_speech(signed, ser
 def test_carried_session_attributes_count_towards_the_24_kib_limit(signed, server):
     body = intent("TextIntent", session_attributes={"big": "x" * 30_000})
     response = ask(signed, server, body)
-    assert "Sorry" in response["response"]["outputSpeech"]["ssml"]
+    assert "Sorry" in response["response"]["outputSpeech"]["text"]
     log = server.wait_for_log(f"request_id={body['request']['requestId']}")
     assert "reason=reply-too-large" in log
 
@@ -271,7 +311,7 @@ def test_session_attributes_round_trip(signed, server):
         intent("SessionIntent", new=False, session_attributes=first["sessionAttributes"]),
     )
     assert second["sessionAttributes"] == {"turn": 2}
-    assert second["response"]["outputSpeech"]["ssml"] == "<speak>turn 2</speak>"
+    assert second["response"]["outputSpeech"] == {"type": "PlainText", "text": "turn 2"}
 
 
 def test_function_receives_the_request_exactly_as_sent(signed, server):
@@ -294,7 +334,7 @@ def test_routed_request_type_is_forwarded(signed, server):
     del body["session"]
     answer = signed(server.url, body)
     assert answer.status == 200
-    assert "Hello" in answer.json["response"]["outputSpeech"]["ssml"]
+    assert "Hello" in answer.speech
 
 
 def test_launch_without_route_welcomes_and_keeps_the_session_open(signed, server):

@@ -65,7 +65,7 @@ def test_seed_request_signed_by_the_dev_ca_gets_a_spoken_answer(embedded):
     body = json.dumps(intent("SpaceCountIntent")).encode()
     answer = post(url + "/", body, dev_ca.sign(body))
     assert answer.status == 200, answer.body
-    assert "people in space" in answer.json["response"]["outputSpeech"]["ssml"]
+    assert "people in space" in answer.speech
     assert answer.json["response"]["card"]["title"] == "People in space"
 
 
@@ -73,7 +73,7 @@ def test_data_function_is_spoken_through_its_template(embedded):
     url, _, _, dev_ca = embedded
     body = json.dumps(intent("CaptainsIntent")).encode()
     answer = post(url + "/", body, dev_ca.sign(body))
-    assert answer.json["response"]["outputSpeech"]["ssml"].startswith("<speak>There are ")
+    assert answer.json["response"]["outputSpeech"]["text"].startswith("There are ")
 
 
 def test_unsigned_request_is_refused(embedded):

@@ -198,8 +198,8 @@ def test_simulate_json_prints_the_request_and_the_response(server, dev_ca_home):
     )
     assert resolution["values"] == [{"value": {"name": "Margaret", "id": "MARGARET"}}]
     assert document["status"] == 200
-    speech = document["response"]["response"]["outputSpeech"]["ssml"]
-    assert speech == "<speak>Hello, Margaret!</speak>"
+    speech = document["response"]["response"]["outputSpeech"]
+    assert speech == {"type": "PlainText", "text": "Hello, Margaret!"}
 
 
 def test_simulate_an_intent_with_slots_skips_matching(server, dev_ca_home):

@@ -125,7 +125,7 @@ def test_lone_surrogate_in_a_routed_request_reaches_the_function(send_in_process
     body["version"] = "\ud800"
     status, answer = fire(send_in_process, app_errors, s.Shot(body=s.encode(body)))
     assert status == 200
-    assert json.loads(answer)["response"]["outputSpeech"]["ssml"] == "<speak>echo</speak>"
+    assert json.loads(answer)["response"]["outputSpeech"] == {"type": "PlainText", "text": "echo"}
 
 
 @FUZZ

@@ -17,7 +17,7 @@ from tests.e2e.conftest import intent
 from tests.fuzz import strategies as s
 from tests.fuzz.conftest import ANSWER_INTENT, FUZZ, assert_valid_reply
 
-APOLOGY = {"type": "SSML", "ssml": apology("en-GB").speech_ssml}  # intent() is en-GB
+APOLOGY = dict(apology("en-GB").speech)  # intent() is en-GB
 
 
 def ask(send, answer_function, app_warnings, answer: s.FunctionAnswer) -> tuple[dict, list[str]]:

@@ -163,4 +163,4 @@ def server_table(**keys: Any) -> str:
 
 def answered(answer: Answer, marker: str) -> bool:
     """True when the reply is the function's answer to the request carrying `marker`."""
-    return answer.speech.endswith(f"id {marker}</speak>")
+    return answer.speech.endswith(f"id {marker}")

@@ -24,7 +24,7 @@ from tests.reliability.conftest import (
 
 BURST = 500
 CLIENTS = 64
-APOLOGY = apology("en-GB").speech_ssml
+APOLOGY = apology("en-GB").speech["text"]
 
 
 def burst(signed, server, name: str, size: int = BURST, clients: int = CLIENTS):
