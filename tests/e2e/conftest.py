@@ -143,14 +143,18 @@ def start_server(
             if process.poll() is not None:
                 raise AssertionError(f"server exited:\n{server.log()}")
             try:
-                with urllib.request.urlopen(
-                    server.url + "/healthz", timeout=1, context=ssl_context
-                ) as response:
-                    return response.status == 200
+                # Both listeners: the admin one runs in a process of its own.
+                for url in (server.url, server.admin_url):
+                    with urllib.request.urlopen(
+                        url + "/healthz", timeout=1, context=ssl_context
+                    ) as response:
+                        if response.status != 200:
+                            return False
+                return True
             except OSError:
                 return False
 
-        wait_until(healthy, 20, "the server to answer /healthz")
+        wait_until(healthy, 20, "the server to answer /healthz on both listeners")
         return server
 
     yield start

@@ -24,6 +24,8 @@ def embedded(tmp_path_factory):
     log_path = home / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
     env["FUNKER_DISPATCH_HOME"] = str(home)
+    # Not port + 1: on a busy machine that port may be some other test's.
+    env["FUNKER_DISPATCH_SERVER_ADMIN_PORT"] = str(free_port())
     process = subprocess.Popen(
         [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
         stdout=log_path.open("wb"),
