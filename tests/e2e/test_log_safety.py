@@ -54,3 +54,30 @@ def test_a_refusal_before_the_parse_is_never_logged_under_the_previous_request(s
     later += [r for r in records(server.log()) if r["reason"] == "too-large"]
     assert len(later) == 3
     assert all(record["request_id"] != first_id for record in later)
+
+
+def test_a_client_that_hangs_up_before_its_answer_leaves_one_clean_log_line(
+    start_server, function_process, dev_ca
+):
+    import socket
+
+    port = function_process("stall")
+    server = start_server(
+        f'[intents.StallIntent]\nhost = "127.0.0.1"\nport = {port}\ntimeout = 0.5\n'
+    )
+    body = json.dumps(intent("StallIntent")).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in dev_ca.sign(body).items())
+    request = (
+        f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    host, _, number = server.url.removeprefix("http://").partition(":")
+    with socket.create_connection((host, int(number))) as sock:
+        sock.sendall(request)  # and gone before the function's 0.5 s deadline
+    request_id = json.loads(body)["request"]["requestId"]
+    server.wait_for_log(f'"request_id":"{request_id}"')
+    # Whatever the server logs about the lost answer comes before the next request's line.
+    later = intent("AMAZON.HelpIntent")
+    post(server.url + "/", json.dumps(later).encode())
+    log = server.wait_for_log(f'"request_id":"{later["request"]["requestId"]}"')
+    assert "Traceback" not in log and "raised an exception" not in log, log
