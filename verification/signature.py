@@ -170,49 +170,7 @@ class SignatureVerifier(AbstractVerifier):
 
     def _validate(self, pem: bytes, now: datetime) -> SigningKey:
         """Parse and validate a PEM chain (leaf first) at `now`; return its leaf key."""
-        try:
-            certificates = x509.load_pem_x509_certificates(pem)
-        except Exception:  # ValueError, or a deprecation warning turned error by -W
-            raise ChainInvalid("certificate chain is not a PEM chain") from None
-        if not certificates:
-            raise ChainInvalid("certificate chain is empty")
-        leaf, intermediates = certificates[0], certificates[1:]
-        # Explicit checks first so each failure has its own reason code; the
-        # policy verifier below would fold them all into one error.
-        not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
-        if now > not_after:
-            raise CertExpired(
-                "signing certificate has expired",
-                detail=f"signing certificate expired at {not_after.isoformat()}",
-            )
-        if now < not_before:
-            raise CertNotYetValid(
-                "signing certificate is not valid yet",
-                detail=f"signing certificate valid from {not_before.isoformat()}",
-            )
-        if ALEXA_SAN not in _san_dns_names(leaf):
-            raise SanMismatch(f"signing certificate SAN does not name {ALEXA_SAN}")
-        verifier = (
-            PolicyBuilder().store(self._store).time(now).build_server_verifier(DNSName(ALEXA_SAN))
-        )
-        try:
-            path = verifier.verify(leaf, intermediates)
-        except VerificationError as exc:
-            raise ChainInvalid(
-                "certificate chain does not validate",
-                detail=f"certificate chain does not validate: {exc}",
-            ) from None
-        _require_digital_signature(leaf)
-        key = leaf.public_key()
-        if not isinstance(key, RSAPublicKey):
-            raise ChainInvalid("signing certificate key is not RSA")
-        # The key is trustworthy only while the whole validated path is: an
-        # intermediate expiring before the leaf ends the cache entry too.
-        return SigningKey(
-            key,
-            max(certificate.not_valid_before_utc for certificate in path),
-            min(certificate.not_valid_after_utc for certificate in path),
-        )
+        return validate_chain(pem, now, self._store, _alexa_name)
 
     def prefetch(self, urls: Iterable[str]) -> list[tuple[str, VerificationFailed | None]]:
         """Fetch, validate and cache each URL now (at start); report each URL's failure.
@@ -231,6 +189,68 @@ class SignatureVerifier(AbstractVerifier):
             else:
                 results.append((url, None))
         return results
+
+
+def _alexa_name(names: set[str]) -> str | None:
+    return ALEXA_SAN if ALEXA_SAN in names else None
+
+
+def validate_chain(
+    pem: bytes, now: datetime, store: Store, signer_name: Callable[[set[str]], str | None]
+) -> SigningKey:
+    """Parse and validate a PEM chain (leaf first) at `now` against `store`; its leaf key.
+
+    `signer_name(san_dns_names)` picks the name the leaf must be valid for from
+    its SAN (lower-cased, literal) or returns None when none is the sender's.
+    Shared by Alexa's and SNS's verifiers; each brings its own names.
+    """
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except Exception:  # ValueError, or a deprecation warning turned error by -W
+        raise ChainInvalid("certificate chain is not a PEM chain") from None
+    if not certificates:
+        raise ChainInvalid("certificate chain is empty")
+    leaf, intermediates = certificates[0], certificates[1:]
+    # Explicit checks first so each failure has its own reason code; the
+    # policy verifier below would fold them all into one error.
+    not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    if now > not_after:
+        raise CertExpired(
+            "signing certificate has expired",
+            detail=f"signing certificate expired at {not_after.isoformat()}",
+        )
+    if now < not_before:
+        raise CertNotYetValid(
+            "signing certificate is not valid yet",
+            detail=f"signing certificate valid from {not_before.isoformat()}",
+        )
+    names = _san_dns_names(leaf)
+    name = signer_name(names)
+    if name is None:
+        shown = ", ".join(sorted(names)) or "no DNS names"
+        raise SanMismatch(
+            "signing certificate SAN does not name the sender",
+            detail=f"signing certificate SAN does not name the sender ({shown})",
+        )
+    verifier = PolicyBuilder().store(store).time(now).build_server_verifier(DNSName(name))
+    try:
+        path = verifier.verify(leaf, intermediates)
+    except VerificationError as exc:
+        raise ChainInvalid(
+            "certificate chain does not validate",
+            detail=f"certificate chain does not validate: {exc}",
+        ) from None
+    _require_digital_signature(leaf)
+    key = leaf.public_key()
+    if not isinstance(key, RSAPublicKey):
+        raise ChainInvalid("signing certificate key is not RSA")
+    # The key is trustworthy only while the whole validated path is: an
+    # intermediate expiring before the leaf ends the cache entry too.
+    return SigningKey(
+        key,
+        max(certificate.not_valid_before_utc for certificate in path),
+        min(certificate.not_valid_after_utc for certificate in path),
+    )
 
 
 def _san_dns_names(certificate: x509.Certificate) -> set[str]:
