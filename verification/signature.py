@@ -116,7 +116,7 @@ class SignatureVerifier(AbstractVerifier):
         self, headers: Any, serialized_request_env: str, deserialized_request_env: Any
     ) -> None:
         signature_b64, algorithm = self._signature_header(headers)
-        url = _header(headers, CERT_URL_HEADER)
+        url = header(headers, CERT_URL_HEADER)
         if not url:
             raise HeadersMissing(f"{CERT_URL_HEADER} header is missing")
         try:  # before the key: a signature that is not even base64 costs no fetch
@@ -143,13 +143,13 @@ class SignatureVerifier(AbstractVerifier):
         when `Signature-256` is absent and `allow_sha1` is on. A fallback would let anyone
         who can blank one header downgrade the request to SHA-1.
         """
-        value = _header(headers, SIGNATURE_256_HEADER)
+        value = header(headers, SIGNATURE_256_HEADER)
         if value is not None:
             if not value:
                 raise HeadersMissing(f"{SIGNATURE_256_HEADER} header is empty")
             return value, _SHA256
         if self.allow_sha1:
-            value = _header(headers, SIGNATURE_SHA1_HEADER)
+            value = header(headers, SIGNATURE_SHA1_HEADER)
             if value:
                 return value, _SHA1
             raise HeadersMissing(
@@ -283,7 +283,7 @@ def _require_digital_signature(certificate: x509.Certificate) -> None:
         )
 
 
-def _header(headers: Any, name: str) -> str | None:
+def header(headers: Any, name: str) -> str | None:
     """A header by name, case-insensitively, from werkzeug Headers or a plain dict."""
     value = headers.get(name)  # werkzeug's Headers.get is already case-insensitive
     if value is None and isinstance(headers, dict):

@@ -49,7 +49,7 @@ from verification.errors import (
     VerificationFailed,
 )
 from verification.fetch import fetch_chain
-from verification.signature import _header, certifi_roots, validate_chain
+from verification.signature import certifi_roots, header, validate_chain
 from verification.snsurl import REGION, check_signing_cert_url
 
 MESSAGE_TYPE_HEADER = "x-amz-sns-message-type"
@@ -165,9 +165,9 @@ class SnsVerifier:
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
         """The parsed, verified message, or an SnsVerificationFailed naming the reason."""
-        if (_header(headers, RAW_DELIVERY_HEADER) or "").lower() == "true":
+        if (header(headers, RAW_DELIVERY_HEADER) or "").lower() == "true":
             raise SnsRaw("raw message delivery is not signed; refused")
-        declared = _header(headers, MESSAGE_TYPE_HEADER)
+        declared = header(headers, MESSAGE_TYPE_HEADER)
         if not declared:
             raise SnsHeaders(f"{MESSAGE_TYPE_HEADER} header is missing")
         message = _parse(body)
