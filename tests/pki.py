@@ -252,11 +252,22 @@ class SnsSigner:
         return signed
 
 
-def sns_signer(*, url: str = SNS_CERT_URL, trusted_root: Issued | None = None, **leaf_options):
-    """A fresh SNS signing chain (under `trusted_root` when given); options go to `sns_leaf`."""
-    top = trusted_root or root("Test SNS Root")
-    middle = intermediate(top, "Test SNS Intermediate")
-    return SnsSigner(top, middle, sns_leaf(middle, **leaf_options), url)  # type: ignore[arg-type]
+def sns_signer(
+    *,
+    url: str = SNS_CERT_URL,
+    trusted_root: Issued | None = None,
+    today: bool = False,
+    **leaf_options: object,
+) -> SnsSigner:
+    """A fresh SNS signing chain (under `trusted_root` when given); options go to `sns_leaf`.
+
+    `today`: every certificate valid by the real clock, for a real server to verify.
+    """
+    dates: dict[str, datetime] = valid_today() if today else {}
+    top = trusted_root or root("Test SNS Root", **dates)
+    middle = intermediate(top, "Test SNS Intermediate", **dates)
+    leaf = sns_leaf(middle, **{**dates, **leaf_options})  # type: ignore[arg-type]
+    return SnsSigner(top, middle, leaf, url)
 
 
 def sns_timestamp(when: datetime) -> str:

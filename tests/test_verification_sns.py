@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from cryptography import x509
 
 from tests import pki
 from verification import SnsVerifier
+from verification.devca import local_chains_fetcher
 from verification.errors import CertFetchFailed, SnsVerificationFailed
 from verification.signature import certifi_roots
 
@@ -26,14 +28,19 @@ HEADERS = {"x-amz-sns-message-type": "Notification"}
 class CountingFetch:
     """A fetcher for AWS's certificate hosts: fixed chains by URL, every call counted."""
 
-    def __init__(self, chains: dict[str, bytes]) -> None:
+    def __init__(
+        self, chains: dict[str, bytes], fallback: Callable[[str], bytes] | None = None
+    ) -> None:
         self.chains = chains
+        self.fallback = fallback
         self.calls: list[str] = []
         self._lock = threading.Lock()
 
     def __call__(self, url: str) -> bytes:
         with self._lock:
             self.calls.append(url)
+        if url not in self.chains and self.fallback is not None:
+            return self.fallback(url)
         try:
             return self.chains[url]
         except KeyError:
@@ -41,7 +48,9 @@ class CountingFetch:
 
 
 def real_verifier(now: datetime = REAL_SENT) -> tuple[SnsVerifier, CountingFetch]:
-    fetch = CountingFetch({REAL["SigningCertURL"]: REAL_CHAIN})
+    # The chain mapped to the local file, as [verification.local_chains] does; never fetched.
+    local = local_chains_fetcher({REAL["SigningCertURL"]: FIXTURE / "chain.pem"}, fallback=None)
+    fetch = CountingFetch({}, fallback=local)
     verifier = SnsVerifier(
         roots=certifi_roots(), fetch=fetch, now=lambda: now, topics=[REAL["TopicArn"]]
     )
