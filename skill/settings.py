@@ -668,6 +668,17 @@ EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
             "speech": "There are {total_captains} Docker captains.",
         },
     ),
+    # The two faces of one function: events go in (EMBEDDED_RULES), Alexa asks.
+    "AlarmStatusIntent": ("alarms", {}),
+    "UploadsIntent": ("uploads", {}),
+}
+
+#: The development topic the embedded default allowlists; `events send` publishes to it.
+DEVELOPMENT_TOPIC = "arn:aws:sns:us-east-1:123456789012:funker-dispatch-dev"
+# rule name -> (example function folder, rule keys): the events the example functions remember.
+EMBEDDED_RULES: dict[str, tuple[str, dict[str, Any]]] = {
+    "alarms": ("alarms", {"source": "cloudwatch"}),
+    "uploads": ("uploads", {"source": "s3", "event": "ObjectCreated:*"}),
 }
 
 
@@ -675,15 +686,31 @@ def embedded_default() -> Settings:
     """Example functions on loopback ports, dev CA trusted, bound to 127.0.0.1.
 
     Ports are picked free at load time so a second checkout or a test run
-    does not collide with a running `make run`.
+    does not collide with a running `make run`. A function serving both an
+    intent and a rule is one process on one port. SNS is on with the
+    development topic allowlisted; confirmations are only logged, so nothing
+    reaches AWS.
     """
-    functions = []
+    from triggers.rules import parse_rule
+
+    ports: dict[str, int] = {}
+    for folder, _ in (*EMBEDDED_ROUTES.values(), *EMBEDDED_RULES.values()):
+        ports.setdefault(folder, free_port())
+    functions = [
+        LocalFunction(folder, EXAMPLES / folder / "function.py", port)
+        for folder, port in ports.items()
+    ]
     routes = {}
     for intent, (folder, extra) in EMBEDDED_ROUTES.items():
-        port = free_port()
-        functions.append(LocalFunction(folder, EXAMPLES / folder / "function.py", port))
+        port = ports[folder]
         routes[intent] = parse_route(
             intent, {"host": "127.0.0.1", "port": port, **extra}, default_port=port
+        )
+    rules = {}
+    for name, (folder, table) in EMBEDDED_RULES.items():
+        port = ports[folder]
+        rules[name] = parse_rule(
+            name, {"host": "127.0.0.1", "port": port, **table}, default_port=port
         )
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=3000, workers=1, threads=8),
@@ -693,6 +720,10 @@ def embedded_default() -> Settings:
         embedded=True,
         functions=tuple(functions),
         trust_dev_ca=True,
+        triggers=TriggerSettings(
+            sns=SnsTriggerSettings(topics=(DEVELOPMENT_TOPIC,), confirm="log")
+        ),
+        rules=rules,
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from skill.app import body_cap
-from skill.settings import ConfigError, load_settings
+from skill.settings import DEVELOPMENT_TOPIC, ConfigError, load_settings
 from tests import pki
 
 TOPIC = "arn:aws:sns:us-east-1:123456789012:uploads"
@@ -120,3 +120,24 @@ def test_a_local_chain_no_verifier_could_ask_for_is_a_config_error(tmp_path, url
     error = refused(tmp_path, f'[verification.local_chains]\n"{url}" = "{pem}"\n')
     assert error.key == f'verification.local_chains."{url}"'
     assert "SigningCertURL" in error.reason
+
+
+def test_the_embedded_default_enables_sns_for_the_development_topic_without_reaching_aws():
+    settings = load_settings(environ={})
+    sns = settings.triggers.sns
+    assert sns is not None and sns.topics == (DEVELOPMENT_TOPIC,)
+    assert sns.confirm == "log"  # a development confirmation never GETs AWS
+    assert {name: rule.source for name, rule in settings.rules.items()} == {
+        "alarms": "cloudwatch",
+        "uploads": "s3",
+    }
+
+
+def test_in_the_embedded_default_a_rule_and_an_intent_reach_one_function_process():
+    settings = load_settings(environ={})
+    ports = {function.name: function.port for function in settings.functions}
+    assert len(set(ports.values())) == len(ports)  # one port per function
+    assert settings.rules["alarms"].route.port == ports["alarms"]
+    assert settings.routes["AlarmStatusIntent"].port == ports["alarms"]
+    assert settings.rules["uploads"].route.port == ports["uploads"]
+    assert settings.routes["UploadsIntent"].port == ports["uploads"]
