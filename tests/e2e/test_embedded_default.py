@@ -65,6 +65,7 @@ def test_banner_says_verification_is_on_and_names_the_skill_id(embedded):
     text = log_path.read_text()
     assert "verification  ON" in text
     assert "amzn1.ask.skill.00000000-0000-4000-8000-000000000000" in text
+    assert "/events/sns (topic arn:aws:sns:us-east-1:123456789012:funker-dispatch-dev" in text
 
 
 def test_seed_request_signed_by_the_dev_ca_gets_a_spoken_answer(embedded):
