@@ -28,7 +28,7 @@ from typing import Any
 
 from triggers.events import Event
 from triggers.fanout import FAILED, OK, Fanout, Fired
-from triggers.rules import Rule, matching
+from triggers.rules import ENDPOINT, Rule, matching
 from triggers.sns import S3_TEST, parse_notification
 from verification.errors import SnsMalformed, SnsTopic, SnsVerificationFailed, VerificationFailed
 from verification.fetch import https_get
@@ -96,7 +96,7 @@ class SnsEndpoint:
         if confirm not in ("auto", "log"):
             raise ValueError('confirm must be "auto" or "log"')
         self.verifier = verifier
-        self.rules = [rule for rule in rules if rule.source in ("s3", "cloudwatch", "sns")]
+        self.rules = [rule for rule in rules if ENDPOINT[rule.source] == "sns"]
         self.fanout = fanout
         self.confirm = confirm
         self.allow_raw = allow_raw
