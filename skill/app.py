@@ -34,6 +34,7 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
+from skill import events  # noqa: E402
 from skill.bridge import BODY_ERROR, BodyFailure  # noqa: E402
 from skill.envelope import (  # noqa: E402
     MAX_BODY_BYTES,
@@ -101,8 +102,11 @@ def create_app(settings: Settings) -> Flask:
     # One byte over the cap: werkzeug refuses a larger Content-Length itself but
     # silently truncates a chunked body there, and the pre-check then sees it is
     # too large instead of acting on a cut-off request. (Under the server the
-    # bridge has already refused anything over the cap before reading it.)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
+    # bridge has already refused anything over the cap before reading it.) The
+    # largest path's cap: each path's own is checked where its body is read.
+    app.config["MAX_CONTENT_LENGTH"] = (
+        max([MAX_BODY_BYTES, *events.body_caps(settings).values()]) + 1
+    )
     app.config["SETTINGS"] = settings
     # Our verifiers replace the SDK's own (which need certvalidator/oscrypto).
     app.config[VERIFY_SIGNATURE_APP_CONFIG] = False
@@ -163,6 +167,7 @@ def create_app(settings: Settings) -> Flask:
     app.teardown_request(_request_done)
     _json_errors(app)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
+    events.register(app, settings)  # POST /events/sns, when [triggers.sns] exists
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
     return app
@@ -196,8 +201,10 @@ def create_admin_app(public: Flask) -> Flask:
 def body_cap(settings: Settings) -> Callable[[str], int]:
     """The largest body each path accepts, for the server's bridge (413 above it)."""
 
+    caps = events.body_caps(settings)  # the event endpoints' own (DESIGN §11)
+
     def cap(path: str) -> int:
-        return MAX_BODY_BYTES  # Alexa's cap; no other path takes a body yet
+        return caps.get(path, MAX_BODY_BYTES)  # Alexa's cap everywhere else
 
     return cap
 

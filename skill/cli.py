@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _simulator_commands(commands)
+    from skill.eventsend import add_parser as add_events_parser
+
+    add_events_parser(commands, _timeout_flag)
     return parser
 
 
@@ -158,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         from skill.certify import certify_command
 
         return certify_command(args.url, skill_id=args.skill_id, timeout=args.timeout)
+    if args.command == "events":  # signs with the dev CA; needs no configuration
+        from skill.eventsend import send_command
+
+        return send_command(args, parser)
     if args.command == "models" and args.models_command is None:
         parser.parse_args(["models", "--help"])
     overrides: dict[str, Any] = {}

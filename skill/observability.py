@@ -86,7 +86,7 @@ def _alive(pid: int) -> bool:
 
 
 class Metrics:
-    """The five metrics of DESIGN §7. One instance per process (registry is global)."""
+    """The metrics of DESIGN §7 and §11. One instance per process (registry is global)."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram
@@ -116,6 +116,17 @@ class Metrics:
             "funker_dispatch_in_flight",
             "Alexa requests being handled now.",
             multiprocess_mode="livesum",
+        )
+        # Event triggers (§11): `rule` is a configured rule's name, "" for unmatched events.
+        self.events = Counter(
+            "funker_dispatch_events_total",
+            "Events by source, rule and outcome (ok, failed, duplicate, unmatched).",
+            ["source", "rule", "outcome"],
+        )
+        self.event_verification_failures = Counter(
+            "funker_dispatch_event_verification_failures_total",
+            "Event deliveries refused, by endpoint and reason.",
+            ["source", "reason"],
         )
 
 

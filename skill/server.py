@@ -301,4 +301,13 @@ def _print_embedded_banner(settings: Settings) -> None:
     ]
     if admin:
         lines.append(f"  routes        curl {admin}/intents")
+    sns = settings.triggers.sns
+    if sns is not None:
+        rules = ", ".join(settings.rules) or "none"
+        lines += [
+            f"  events        POST http://{server.host}:{server.port}/events/sns "
+            f"(topic {', '.join(sns.topics)}; rules {rules})",
+            "  try events    funker-dispatch events send cloudwatch, then "
+            'funker-dispatch simulate "what is the alarm status"',
+        ]
     print("\n".join(lines), file=sys.stderr, flush=True)

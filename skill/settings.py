@@ -11,9 +11,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dispatch.registry import DEFAULT_FUNCTION_PORT, Route, RouteError, parse_route
+
+if TYPE_CHECKING:
+    from triggers.rules import Rule
 
 ENV_PREFIX = "FUNKER_DISPATCH_"
 RESERVED_ENV = frozenset({"FUNKER_DISPATCH_CONFIG", "FUNKER_DISPATCH_HOME"})
@@ -105,6 +108,9 @@ class Settings:
     embedded: bool = False
     functions: tuple[LocalFunction, ...] = ()  # started by `serve` (embedded default only)
     trust_dev_ca: bool = False  # only the embedded default trusts the dev CA unasked
+    # Event triggers (DESIGN §11); see "event triggers" below.
+    triggers: TriggerSettings = field(default_factory=lambda: TriggerSettings())
+    rules: Mapping[str, Rule] = field(default_factory=dict)  # [events.NAME]
 
 
 # Each key: (parser, description of the expected value). Parsers take the TOML
@@ -266,7 +272,8 @@ VERIFICATION_KEYS: dict[str, Parser] = {
     "allow_sha1": _bool,
     "prefetch": _str_list,
 }
-SECTIONS = {"server", "skill", "dispatch", "verification", "intents"}
+# "triggers" and "events": the event triggers (below).
+SECTIONS = {"server", "skill", "dispatch", "verification", "intents", "triggers", "events"}
 
 
 def load_settings(
@@ -332,6 +339,7 @@ def settings_from_mapping(data: Mapping[str, Any], source: str) -> Settings:
             routes[name] = parse_route(name, table, default_port=dispatch.function_port)
         except RouteError as exc:
             raise ConfigError(source, f"intents.{_quote(name)}.{exc.key}", exc.reason) from None
+    triggers, rules = triggers_from_mapping(data, source, default_port=dispatch.function_port)
     return Settings(
         server=_section(data, "server", SERVER_KEYS, ServerSettings, source),
         skill=_section(data, "skill", SKILL_KEYS, SkillSettings, source),
@@ -339,6 +347,8 @@ def settings_from_mapping(data: Mapping[str, Any], source: str) -> Settings:
         verification=verification,
         routes=routes,
         source=source,
+        triggers=triggers,
+        rules=rules,
     )
 
 
@@ -430,6 +440,7 @@ def _check(settings: Settings) -> Settings:
         _check_pem(settings.source, f"verification.trusted_roots[{index}]", root)
     for url, chain in settings.verification.local_chains.items():
         _check_pem(settings.source, f'verification.local_chains."{url}"', chain)
+    _check_triggers(settings)
     models = settings.skill.models_dir
     if models is not None and not (models / "interactionModels" / "custom").is_dir():
         raise ConfigError(
@@ -522,6 +533,125 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# --- event triggers (DESIGN §11): [triggers.sns], [events.NAME] ---------------------------------
+
+
+@dataclass(frozen=True)
+class SnsTriggerSettings:
+    """`[triggers.sns]`: POST /events/sns exists only when this table does."""
+
+    topics: tuple[str, ...] = ()  # TopicArn globs; empty accepts nothing
+    confirm: str = "auto"  # "auto": GET a checked SubscribeURL; "log": log it for the operator
+    allow_raw: bool = False  # raw message delivery is unsigned: off unless asked for
+    max_age: float = 3600.0  # replay window, and how long succeeded event ids are remembered
+    deadline: float = 12.0  # every rule's function call, under SNS's 15 s
+    max_body_bytes: int = 320 * 1024  # a 256 KiB message plus its envelope
+
+
+@dataclass(frozen=True)
+class TriggerSettings:
+    sns: SnsTriggerSettings | None = None  # None: no SNS endpoint (a 404)
+
+
+# An SNS topic ARN glob: `*` in the partition, region or name, never in the account: anyone
+# can create topics in their own account and subscribe this endpoint to them.
+_TOPIC_GLOB = re.compile(r"arn:[a-z*-]+:sns:[a-z0-9*-]+:[0-9]{12}:[A-Za-z0-9_.*-]+")
+
+
+def _topics(value: Any) -> tuple[str, ...]:
+    topics = _str_list(value)
+    for topic in topics:
+        if not _TOPIC_GLOB.fullmatch(topic):
+            raise ValueError(
+                f"{topic!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME, `*` "
+                "allowed in REGION and NAME; the 12-digit account spelled out)"
+            )
+    return topics
+
+
+SNS_TRIGGER_KEYS: dict[str, Parser] = {
+    "topics": _topics,
+    "confirm": _choice("auto", "log"),
+    "allow_raw": _bool,
+    # SNS retries for an hour at most; a longer window only widens replays.
+    "max_age": _seconds_up_to(3600),
+    "deadline": _seconds_under(15, "SNS waits 15 s for an answer, then retries"),
+    "max_body_bytes": _int_in(1024, 16 * 1024 * 1024),
+}
+# [triggers.X] tables this build serves; each X is one endpoint, POST /events/X.
+TRIGGER_TABLES: dict[str, tuple[dict[str, Parser], type]] = {
+    "sns": (SNS_TRIGGER_KEYS, SnsTriggerSettings),
+}
+
+
+def triggers_from_mapping(
+    data: Mapping[str, Any], source: str, *, default_port: int
+) -> tuple[TriggerSettings, dict[str, Rule]]:
+    """`[triggers.*]` and `[events.NAME]` from a parsed TOML document."""
+    tables = _table(data, "triggers", source)
+    endpoints: dict[str, Any] = {}
+    for name, table in tables.items():
+        if name not in TRIGGER_TABLES:
+            allowed = ", ".join(TRIGGER_TABLES)
+            raise ConfigError(source, f"triggers.{name}", f"unknown trigger (allowed: {allowed})")
+        if not isinstance(table, Mapping):
+            raise ConfigError(source, f"triggers.{name}", "must be a table")
+        keys, cls = TRIGGER_TABLES[name]
+        endpoints[name] = _section(
+            {f"triggers.{name}": table}, f"triggers.{name}", keys, cls, source
+        )
+    rules: dict[str, Rule] = {}
+    events = _table(data, "events", source)
+    if events:
+        from triggers.rules import RuleError, parse_rule
+
+        for name, table in events.items():
+            key = f"events.{_quote(name)}"
+            if not isinstance(table, Mapping):
+                raise ConfigError(source, key, "must be a table")
+            try:
+                rules[name] = parse_rule(name, table, default_port=default_port)
+            except RuleError as exc:
+                raise ConfigError(
+                    source, key if exc.key == "-" else f"{key}.{exc.key}", exc.reason
+                ) from None
+    return TriggerSettings(**endpoints), rules
+
+
+def _check_triggers(settings: Settings) -> None:
+    """Rules reach an endpoint that exists; local chains are URLs some verifier can ask for."""
+    from triggers.rules import ENDPOINT
+
+    for name, rule in settings.rules.items():
+        endpoint = ENDPOINT[rule.source]
+        if getattr(settings.triggers, endpoint) is None:
+            raise ConfigError(
+                settings.source,
+                f"events.{_quote(name)}.source",
+                f"{rule.source!r} events arrive through [triggers.{endpoint}], which is not "
+                "configured",
+            )
+    from verification.certurl import check_cert_url
+    from verification.errors import CertUrlInvalid, SnsCertUrl
+    from verification.snsurl import check_signing_cert_url
+
+    for url in settings.verification.local_chains:
+        try:
+            check_cert_url(url)
+            continue
+        except CertUrlInvalid:
+            pass
+        try:
+            check_signing_cert_url(url)
+        except SnsCertUrl as exc:
+            raise ConfigError(
+                settings.source,
+                f'verification.local_chains."{url}"',
+                "neither an Alexa chain URL (https://s3.amazonaws.com/echo.api/...) nor an SNS "
+                f"SigningCertURL (https://sns.<region>.amazonaws.com/....pem): {exc.detail}",
+            ) from None
+
+
 # --- the embedded default -------------------------------------------------
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "functions"
@@ -538,6 +668,17 @@ EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
             "speech": "There are {total_captains} Docker captains.",
         },
     ),
+    # The two faces of one function: events go in (EMBEDDED_RULES), Alexa asks.
+    "AlarmStatusIntent": ("alarms", {}),
+    "UploadsIntent": ("uploads", {}),
+}
+
+#: The development topic the embedded default allowlists; `events send` publishes to it.
+DEVELOPMENT_TOPIC = "arn:aws:sns:us-east-1:123456789012:funker-dispatch-dev"
+# rule name -> (example function folder, rule keys): the events the example functions remember.
+EMBEDDED_RULES: dict[str, tuple[str, dict[str, Any]]] = {
+    "alarms": ("alarms", {"source": "cloudwatch"}),
+    "uploads": ("uploads", {"source": "s3", "event": "ObjectCreated:*"}),
 }
 
 
@@ -545,15 +686,31 @@ def embedded_default() -> Settings:
     """Example functions on loopback ports, dev CA trusted, bound to 127.0.0.1.
 
     Ports are picked free at load time so a second checkout or a test run
-    does not collide with a running `make run`.
+    does not collide with a running `make run`. A function serving both an
+    intent and a rule is one process on one port. SNS is on with the
+    development topic allowlisted; confirmations are only logged, so nothing
+    reaches AWS.
     """
-    functions = []
+    from triggers.rules import parse_rule
+
+    ports: dict[str, int] = {}
+    for folder, _ in (*EMBEDDED_ROUTES.values(), *EMBEDDED_RULES.values()):
+        ports.setdefault(folder, free_port())
+    functions = [
+        LocalFunction(folder, EXAMPLES / folder / "function.py", port)
+        for folder, port in ports.items()
+    ]
     routes = {}
     for intent, (folder, extra) in EMBEDDED_ROUTES.items():
-        port = free_port()
-        functions.append(LocalFunction(folder, EXAMPLES / folder / "function.py", port))
+        port = ports[folder]
         routes[intent] = parse_route(
             intent, {"host": "127.0.0.1", "port": port, **extra}, default_port=port
+        )
+    rules = {}
+    for name, (folder, table) in EMBEDDED_RULES.items():
+        port = ports[folder]
+        rules[name] = parse_rule(
+            name, {"host": "127.0.0.1", "port": port, **table}, default_port=port
         )
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=3000, workers=1, threads=8),
@@ -563,6 +720,10 @@ def embedded_default() -> Settings:
         embedded=True,
         functions=tuple(functions),
         trust_dev_ca=True,
+        triggers=TriggerSettings(
+            sns=SnsTriggerSettings(topics=(DEVELOPMENT_TOPIC,), confirm="log")
+        ),
+        rules=rules,
     )
 
 

@@ -1,4 +1,4 @@
-"""The verifier list the skill runs, in order: signature, timestamp, application id."""
+"""The verifiers the server runs: Alexa's list (signature, timestamp, application id) and SNS's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ask_sdk_webservice_support.verifier import AbstractVerifier
 from cryptography import x509
 
 from skill.settings import Settings
-from verification import ApplicationIdVerifier, SignatureVerifier, TimestampVerifier
+from verification import ApplicationIdVerifier, SignatureVerifier, SnsVerifier, TimestampVerifier
 from verification.devca import DevCA, local_chains_fetcher
 from verification.signature import certifi_roots
 
@@ -40,6 +40,29 @@ def signature_verifier(settings: Settings) -> SignatureVerifier:
     verifier = SignatureVerifier(roots=roots, fetch=fetch, allow_sha1=config.allow_sha1)
     # The operator mapped these: they keep their cache entries and fetch capacity (§14).
     verifier.mark_known(local)
+    return verifier
+
+
+def sns_verifier(settings: Settings) -> SnsVerifier | None:
+    """The SNS verifier for `[triggers.sns]`, or None when that endpoint is off.
+
+    It trusts what Alexa's verifier trusts (`trusted_roots`, `local_chains`,
+    the dev CA for the embedded default) but keeps its own chain cache: SNS
+    URLs normalise by SNS's rule, and each sender's flood stays its own.
+    """
+    sns = settings.triggers.sns
+    if sns is None:
+        return None
+    config = settings.verification
+    roots = load_roots(config.trusted_roots) if config.trusted_roots else None
+    local = {url: Path(path) for url, path in config.local_chains.items()}
+    if settings.trust_dev_ca:
+        ca = DevCA.load_or_create()
+        local[ca.sns_chain_url] = Path(ca.sns_chain_path)
+        roots = [*(roots or certifi_roots()), ca.root]
+    fetch = local_chains_fetcher(local) if local else None
+    verifier = SnsVerifier(roots=roots, fetch=fetch, topics=sns.topics, max_age=sns.max_age)
+    verifier.mark_known(local)  # Alexa's URLs among them are skipped: SNS's rule refuses them
     return verifier
 
 

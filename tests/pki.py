@@ -211,3 +211,116 @@ def server_certificate(issuer: Issued, host: str = "127.0.0.1") -> Issued:
     return issue(
         issuer, host, ca=False, dns_names=("localhost",), ip_addresses=(host,), **valid_today()
     )
+
+
+# --- SNS ------------------------------------------------------------------------------------
+
+SNS_SAN = "sns.amazonaws.com"
+SNS_CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
+SNS_TOPIC = "arn:aws:sns:us-east-1:123456789012:uploads"
+
+
+def sns_leaf(
+    issuer: Issued, *, dns_names: tuple[str, ...] = (SNS_SAN,), key_index: int = 1, **options
+) -> Issued:
+    """An sns.amazonaws.com signing certificate (RSA, as SNS's signatures are)."""
+    return issue(issuer, SNS_SAN, ca=False, key=rsa_key(key_index), dns_names=dns_names, **options)
+
+
+@dataclass(frozen=True)
+class SnsSigner:
+    """root → intermediate → SNS leaf, and a signer that stamps messages as SNS does."""
+
+    root: Issued
+    intermediate: Issued
+    leaf: Issued
+    url: str = SNS_CERT_URL
+
+    @property
+    def pem(self) -> bytes:
+        return chain_pem(self.leaf, self.intermediate)
+
+    def sign(self, message: dict, *, version: str = "2", url: str | None = None) -> dict:
+        """`message` with SignatureVersion, SigningCertURL and Signature over its signed fields."""
+        from verification.sns import string_to_sign
+
+        signed = {**message, "SignatureVersion": version, "SigningCertURL": url or self.url}
+        assert isinstance(self.leaf.key, rsa.RSAPrivateKey)
+        algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
+        raw = self.leaf.key.sign(string_to_sign(signed), padding.PKCS1v15(), algorithm)
+        signed["Signature"] = base64.b64encode(raw).decode()
+        return signed
+
+
+def sns_signer(
+    *,
+    url: str = SNS_CERT_URL,
+    trusted_root: Issued | None = None,
+    today: bool = False,
+    **leaf_options: object,
+) -> SnsSigner:
+    """A fresh SNS signing chain (under `trusted_root` when given); options go to `sns_leaf`.
+
+    `today`: every certificate valid by the real clock, for a real server to verify.
+    """
+    dates: dict[str, datetime] = valid_today() if today else {}
+    top = trusted_root or root("Test SNS Root", **dates)
+    middle = intermediate(top, "Test SNS Intermediate", **dates)
+    leaf = sns_leaf(middle, **{**dates, **leaf_options})  # type: ignore[arg-type]
+    return SnsSigner(top, middle, leaf, url)
+
+
+def sns_timestamp(when: datetime) -> str:
+    """A Timestamp as SNS writes it: UTC, milliseconds, Z."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def sns_notification(
+    message: str,
+    *,
+    topic: str = SNS_TOPIC,
+    subject: str | None = None,
+    message_id: str = "6c1f0d5e-2f59-5e6f-9a2b-6b2a1c0d9e01",
+    when: datetime = NOW,
+) -> dict:
+    """An unsigned SNS Notification as SNS delivers it over HTTP/S."""
+    region = topic.split(":")[3]
+    body = {
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": topic,
+        "Message": message,
+        "Timestamp": sns_timestamp(when),
+        "UnsubscribeURL": f"https://sns.{region}.amazonaws.com/?Action=Unsubscribe"
+        f"&SubscriptionArn={topic}:0d6e1c53-5b8b-4a70-b7a2-8f2e7d5c1a11",
+    }
+    if subject is not None:
+        body["Subject"] = subject
+    return body
+
+
+def sns_confirmation(
+    *,
+    topic: str = SNS_TOPIC,
+    kind: str = "SubscriptionConfirmation",
+    subscribe_url: str | None = None,
+    token: str = "2336412f37fb687f5d51e6e2425dacbba2ec5b2f",
+    message_id: str = "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+    when: datetime = NOW,
+) -> dict:
+    """An unsigned SubscriptionConfirmation (or UnsubscribeConfirmation) as SNS sends it."""
+    region = topic.split(":")[3]
+    url = subscribe_url or (
+        f"https://sns.{region}.amazonaws.com/?Action=ConfirmSubscription"
+        f"&TopicArn={topic}&Token={token}"
+    )
+    return {
+        "Type": kind,
+        "MessageId": message_id,
+        "Token": token,
+        "TopicArn": topic,
+        "Message": f"You have chosen to subscribe to the topic {topic}.\n"
+        "To confirm the subscription, visit the SubscribeURL included in this message.",
+        "SubscribeURL": url,
+        "Timestamp": sns_timestamp(when),
+    }

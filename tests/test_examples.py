@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "examples" / "functions"
 REQUESTS = ROOT / "examples" / "requests"
 DEVELOPMENT_SKILL_ID = "amzn1.ask.skill.00000000-0000-4000-8000-000000000000"
-NAMES = ("spacecount", "hello", "hostname", "captains")
+NAMES = ("spacecount", "hello", "hostname", "captains", "alarms", "uploads")
 # Generous: a cold interpreter on a loaded CI machine; a healthy start takes ~0.1 s.
 READY_WITHIN = 15.0
 
@@ -67,6 +67,8 @@ def load_function(name: str) -> ModuleType:
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered first, as an import would: dataclasses look their module up by name.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -17,7 +17,10 @@ from skill.models import DEFAULT_MODELS
 
 ROUTES = {
     name: parse_route(name, {"host": name.lower()}, default_port=9999)
-    for name in ("SpaceCountIntent", "HelloIntent", "HostnameIntent", "CaptainsIntent")
+    for name in (
+        *("SpaceCountIntent", "HelloIntent", "HostnameIntent", "CaptainsIntent"),
+        *("AlarmStatusIntent", "UploadsIntent"),
+    )
 }
 ROUTER = Router(ROUTES, naming="none")
 

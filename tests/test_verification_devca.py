@@ -13,11 +13,28 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from verification import DevCA, SignatureVerifier, VerificationFailed
+from verification import DevCA, SignatureVerifier, SnsVerifier, VerificationFailed
 from verification.devca import default_home, local_chains_fetcher
+from verification.snsurl import check_signing_cert_url
 
 BODY = b'{"version": "1.0", "request": {"type": "LaunchRequest"}}'
 REPO = Path(__file__).resolve().parent.parent
+TOPIC = "arn:aws:sns:us-east-1:123456789012:funker-dispatch-dev"
+SNS_HEADERS = {"x-amz-sns-message-type": "Notification"}
+
+
+def notification(now: datetime | None = None) -> dict[str, str]:
+    when = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return {
+        "Type": "Notification",
+        "MessageId": "0b7c3e1a-9d9e-5a4b-8a5e-3c8f1d2e4b6a",
+        "TopicArn": TOPIC,
+        "Message": "hello",
+        "Timestamp": when,
+    }
+
+
+NOTIFICATION = notification()
 
 
 def public_key_bytes(ca: DevCA) -> bytes:
@@ -28,6 +45,11 @@ def trusting_verifier(ca: DevCA, **options) -> SignatureVerifier:
     # fallback=None: a test must never reach the network for an unmapped URL.
     fetch = local_chains_fetcher({ca.chain_url: ca.chain_path}, fallback=None)
     return SignatureVerifier(roots=[ca.root], fetch=fetch, **options)
+
+
+def sns_verifier(ca: DevCA, **options) -> SnsVerifier:
+    fetch = local_chains_fetcher({ca.sns_chain_url: ca.sns_chain_path}, fallback=None)
+    return SnsVerifier(roots=[ca.root], fetch=fetch, topics=[TOPIC], **options)
 
 
 def test_signed_body_verifies_through_the_mapped_local_chain(tmp_path):
@@ -62,13 +84,13 @@ def test_signature_is_refused_by_a_verifier_that_does_not_trust_the_dev_root(tmp
 
 def test_created_once_then_loaded_identically(tmp_path):
     first = DevCA.load_or_create(tmp_path)
-    files = {path.name: path.read_bytes() for path in first.path.iterdir()}
+    files = {path.name: path.read_bytes() for path in first.path.rglob("*") if path.is_file()}
     second = DevCA.load_or_create(str(tmp_path))
     assert second.root == first.root
     assert second.leaf == first.leaf
     assert second.chain_url == first.chain_url
     assert second.chain_path == first.chain_path == tmp_path / "devca" / "chain.pem"
-    assert {path.name: path.read_bytes() for path in second.path.iterdir()} == files
+    assert {p.name: p.read_bytes() for p in second.path.rglob("*") if p.is_file()} == files
     assert second.sign(BODY) == first.sign(BODY)  # PKCS#1 v1.5 is deterministic
 
 
@@ -93,7 +115,7 @@ from verification.devca import DevCA
 sys.stdin.read()  # every racer is imported and waiting; closing stdin starts them together
 ca = DevCA.load_or_create(sys.argv[1])
 print(json.dumps({"root": ca.root.public_bytes(Encoding.PEM).decode(), "url": ca.chain_url,
-                  "chain": ca.chain_path.read_text()}))
+                  "chain": ca.chain_path.read_text(), "sns": ca.sns_chain_path.read_text()}))
 """
 
 
@@ -130,6 +152,8 @@ def test_processes_racing_to_create_end_with_one_consistent_ca(tmp_path):
     ca = DevCA.load_or_create(home)
     assert ca.chain_url == answers[0]["url"]
     trusting_verifier(ca).verify(ca.sign(BODY), BODY.decode(), None)
+    message = ca.sign_sns(NOTIFICATION)
+    sns_verifier(ca).verify(SNS_HEADERS, json.dumps(message).encode())
 
 
 def test_leaf_near_expiry_is_renewed_with_the_same_key(tmp_path):
@@ -242,3 +266,72 @@ def test_local_fetcher_reads_the_file_at_each_fetch(tmp_path):
     chain.write_bytes(b"two")
     assert fetch("https://s3.amazonaws.com/echo.api/dev.pem") == b"two"
     assert os.path.exists(chain)
+
+
+# --- the SNS leaf ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_message_signed_for_sns_verifies_through_the_mapped_local_chain(tmp_path, version):
+    ca = DevCA.load_or_create(tmp_path)
+    message = ca.sign_sns(notification(), version=version)
+    assert message["SignatureVersion"] == version
+    assert message["SigningCertURL"] == ca.sns_chain_url
+    assert sns_verifier(ca).verify(SNS_HEADERS, json.dumps(message).encode())["Message"] == "hello"
+
+
+def test_sign_sns_re_signs_a_signed_message_and_leaves_the_original_alone(tmp_path):
+    ca = DevCA.load_or_create(tmp_path)
+    recorded = {**notification(), "Signature": "old", "SigningCertURL": "https://x/y.pem"}
+    signed = ca.sign_sns(recorded)
+    assert recorded["Signature"] == "old"
+    assert sns_verifier(ca).verify(SNS_HEADERS, json.dumps(signed).encode())
+
+
+def test_sign_sns_knows_only_the_two_signature_versions(tmp_path):
+    with pytest.raises(ValueError):
+        DevCA.load_or_create(tmp_path).sign_sns(notification(), version="3")
+
+
+def test_the_sns_chain_url_obeys_snss_own_url_rule_and_names_the_root(tmp_path):
+    ca = DevCA.load_or_create(tmp_path)
+    assert check_signing_cert_url(ca.sns_chain_url) == ca.sns_chain_url
+    assert ca.sns_chain_url != DevCA.load_or_create(tmp_path / "other").sns_chain_url
+
+
+def test_the_sns_leaf_is_for_sns_and_its_key_private(tmp_path):
+    ca = DevCA.load_or_create(tmp_path)
+    assert ca.sns_leaf.subject.rfc4514_string().startswith("CN=sns.amazonaws.com,")
+    assert stat.S_IMODE((ca.path / "sns" / "leaf.key").stat().st_mode) == 0o600
+    assert ca.sns_chain_path == tmp_path / "devca" / "sns" / "chain.pem"
+
+
+def test_a_ca_made_before_sns_gains_an_sns_leaf_and_keeps_the_rest(tmp_path):
+    old = DevCA.load_or_create(tmp_path)
+    for path in (old.path / "sns").iterdir():
+        path.unlink()
+    (old.path / "sns").rmdir()
+    again = DevCA.load_or_create(tmp_path)
+    assert (again.root, again.leaf, again.chain_url) == (old.root, old.leaf, old.chain_url)
+    message = again.sign_sns(notification())
+    assert sns_verifier(again).verify(SNS_HEADERS, json.dumps(message).encode())
+
+
+def test_a_renewed_intermediate_renews_the_sns_chain_with_the_same_key(tmp_path):
+    created = datetime.now(UTC)
+    old = DevCA.load_or_create(tmp_path, now=lambda: created)
+    late = created + timedelta(days=3640)
+    renewed = DevCA.load_or_create(tmp_path, now=lambda: late)
+    assert renewed.sns_leaf.public_key() == old.sns_leaf.public_key()
+    assert (renewed.path / "intermediate.pem").read_bytes() in renewed.sns_chain_path.read_bytes()
+    message = renewed.sign_sns(notification(late))
+    verifier = sns_verifier(renewed, now=lambda: late)
+    assert verifier.verify(SNS_HEADERS, json.dumps(message).encode())
+
+
+def test_the_local_fetcher_matches_sns_urls_after_snss_normalization(tmp_path):
+    chain = tmp_path / "sns.pem"
+    chain.write_bytes(b"pem")
+    spelled = "https://SNS.eu-west-1.AmazonAWS.com:443/SimpleNotificationService-a.pem"
+    fetch = local_chains_fetcher({spelled: chain}, fallback=None)
+    assert fetch("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem") == b"pem"

@@ -1,4 +1,4 @@
-"""Alexa request verification as ASK SDK verifiers; the SDK import fix; the dev CA."""
+"""Request verification: Alexa (as ASK SDK verifiers) and SNS; the SDK import fix; the dev CA."""
 
 from verification import sdkcompat
 
@@ -9,6 +9,7 @@ from verification.chains import ChainCache  # noqa: E402
 from verification.devca import DevCA  # noqa: E402
 from verification.errors import VerificationFailed  # noqa: E402
 from verification.signature import SignatureVerifier  # noqa: E402
+from verification.sns import SnsVerifier  # noqa: E402
 from verification.timestamp import TimestampVerifier  # noqa: E402
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ChainCache",
     "DevCA",
     "SignatureVerifier",
+    "SnsVerifier",
     "TimestampVerifier",
     "VerificationFailed",
 ]

@@ -6,6 +6,11 @@ leaf; a server told to trust the root maps `chain_url` (an
 `https://s3.amazonaws.com/echo.api/...` URL, so the real URL rules apply) to
 `chain_path` through `local_chains_fetcher` instead of fetching it.
 
+Beside it, under `devca/sns/`, an `sns.amazonaws.com` leaf signs SNS messages
+(`sign_sns`, for `events send`); its `sns_chain_url` is an
+`https://sns.us-east-1.amazonaws.com/...pem` URL, so SNS's URL rule applies
+to it just the same. A CA made before SNS support gains it on first load.
+
 Creation is atomic: everything is written into a temporary directory beside
 the target and renamed into place, and a process that loses the race loads
 the winner's CA. The leaf certificate is reissued when it has less than 30
@@ -25,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,8 +38,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from verification.certurl import check_cert_url
-from verification.errors import CertFetchFailed, CertUrlInvalid
+from verification.errors import CertFetchFailed, CertUrlInvalid, SnsCertUrl
 from verification.fetch import fetch_chain
+from verification.sns import string_to_sign
+from verification.snsurl import check_signing_cert_url
 
 CA_DIR = "devca"
 CA_VALIDITY = timedelta(days=3650)
@@ -46,6 +54,9 @@ LEAF_SAN = "echo-api.amazon.com"
 ROOT_CERT, ROOT_KEY = "root.pem", "root.key"
 INTERMEDIATE_CERT, INTERMEDIATE_KEY = "intermediate.pem", "intermediate.key"
 LEAF_KEY, CHAIN = "leaf.key", "chain.pem"
+SNS_DIR = "sns"  # the SNS leaf's key and chain, created apart (and later) from the rest
+SNS_SAN = "sns.amazonaws.com"
+SNS_REGION = "us-east-1"
 
 CAKey = ec.EllipticCurvePrivateKey
 
@@ -71,6 +82,10 @@ class DevCA:
     chain_path: Path
     chain_url: str
     _leaf_key: rsa.RSAPrivateKey = field(repr=False)
+    sns_leaf: x509.Certificate
+    sns_chain_path: Path
+    sns_chain_url: str
+    _sns_leaf_key: rsa.RSAPrivateKey = field(repr=False)
 
     @classmethod
     def load_or_create(
@@ -95,23 +110,41 @@ class DevCA:
             "SignatureCertChainUrl": self.chain_url,
         }
 
+    def sign_sns(self, message: Mapping[str, Any], *, version: str = "2") -> dict[str, Any]:
+        """`message` as SNS would deliver it signed: SignatureVersion, SigningCertURL, Signature.
+
+        `version` "2" signs with SHA256withRSA, "1" with SHA1withRSA, as SNS does.
+        """
+        algorithms = {"1": hashes.SHA1(), "2": hashes.SHA256()}
+        if version not in algorithms:
+            raise ValueError(f"SignatureVersion must be 1 or 2, not {version!r}")
+        signed = {
+            **message,
+            "SignatureVersion": version,
+            "SigningCertURL": self.sns_chain_url,
+        }
+        signed.pop("Signature", None)
+        raw = self._sns_leaf_key.sign(
+            string_to_sign(signed), padding.PKCS1v15(), algorithms[version]
+        )
+        signed["Signature"] = base64.b64encode(raw).decode("ascii")
+        return signed
+
 
 def local_chains_fetcher(
     mapping: Mapping[str, Path | str], fallback: Callable[[str], bytes] | None = fetch_chain
 ) -> Callable[[str], bytes]:
     """A `fetch(url)` that reads mapped chain URLs from local files, else uses `fallback`.
 
-    Keys are compared after the URL rules' normalization, because the
-    verifier hands its fetcher the normalized URL. The file is read at each
+    Keys are compared after the URL rules' normalization (Alexa's or SNS's,
+    whichever the URL obeys), because each verifier hands its fetcher the
+    normalized URL. The file is read at each
     fetch (the verifier caches the validated key), so a renewed dev leaf is
     picked up once the cached one expires. `fallback=None` refuses unmapped URLs.
     """
     files: dict[str, Path] = {}
     for url, path in mapping.items():
-        try:
-            files[check_cert_url(url)] = Path(path)
-        except CertUrlInvalid:
-            files[url] = Path(path)  # not an Amazon-style URL; only exact matches reach it
+        files[_normalised(url)] = Path(path)
 
     def fetch(url: str) -> bytes:
         path = files.get(url)
@@ -128,6 +161,17 @@ def local_chains_fetcher(
             ) from None
 
     return fetch
+
+
+def _normalised(url: str) -> str:
+    try:
+        return check_cert_url(url)
+    except CertUrlInvalid:
+        pass
+    try:
+        return check_signing_cert_url(url)
+    except SnsCertUrl:
+        return url  # neither sender's URL; only exact matches reach it
 
 
 def _create(base: Path, target: Path, now: datetime) -> None:
@@ -187,6 +231,7 @@ def _load(target: Path, now: datetime) -> DevCA:
         leaf = _renew_leaf(target, intermediate, leaf_key, now)
     elif leaf.not_valid_after_utc - now < RENEW_BEFORE:
         leaf = _renew_leaf(target, intermediate, leaf_key, now)
+    sns_leaf, sns_key = _load_sns(target, intermediate, now)
     digest = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
     return DevCA(
         path=target,
@@ -197,7 +242,56 @@ def _load(target: Path, now: datetime) -> DevCA:
         # so a verifier's per-URL cache cannot mix them up.
         chain_url=f"https://s3.amazonaws.com/echo.api/funker-dispatch-dev-{digest[:16]}.pem",
         _leaf_key=leaf_key,
+        sns_leaf=sns_leaf,
+        sns_chain_path=target / SNS_DIR / CHAIN,
+        sns_chain_url=f"https://sns.{SNS_REGION}.amazonaws.com/"
+        f"SimpleNotificationService-funker-dispatch-dev-{digest[:16]}.pem",
+        _sns_leaf_key=sns_key,
     )
+
+
+def _load_sns(
+    target: Path, intermediate: x509.Certificate, now: datetime
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """The SNS leaf and its key, made (atomically, like the CA) when this CA has none yet."""
+    folder = target / SNS_DIR
+    if not (folder / CHAIN).exists():
+        _create_sns(target, folder, intermediate, now)
+    try:
+        key = serialization.load_pem_private_key((folder / LEAF_KEY).read_bytes(), password=None)
+        chain = x509.load_pem_x509_certificates((folder / CHAIN).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"development CA at {target}: SNS leaf is unreadable: {exc}") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"development CA at {target}: {SNS_DIR}/{LEAF_KEY} is not an RSA key")
+    leaf = chain[0]
+    # A renewed intermediate (or a leaf close to expiry) means a new chain, same key.
+    if chain[-1] != intermediate or leaf.not_valid_after_utc - now < RENEW_BEFORE:
+        intermediate_key = _ca_key(target / INTERMEDIATE_KEY)
+        leaf = _leaf(intermediate, intermediate_key, key.public_key(), now, san=SNS_SAN)
+        _replace(folder / CHAIN, _pem(leaf) + _pem(intermediate))
+    return leaf, key
+
+
+def _create_sns(target: Path, folder: Path, intermediate: x509.Certificate, now: datetime) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".sns-", dir=target))  # mode 0700
+    try:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        leaf = _leaf(
+            intermediate, _ca_key(target / INTERMEDIATE_KEY), key.public_key(), now, san=SNS_SAN
+        )
+        _write(staging / LEAF_KEY, _private_pem(key), private=True)
+        _write(staging / CHAIN, _pem(leaf) + _pem(intermediate))
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            # Another process made its SNS leaf first: keep theirs, key and chain together.
+            if not (folder / CHAIN).exists():
+                raise ValueError(f"{folder} exists but holds no SNS leaf; remove it") from None
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _renew_leaf(
@@ -239,16 +333,18 @@ def _leaf(
     intermediate_key: CAKey,
     public_key: rsa.RSAPublicKey,
     now: datetime,
+    *,
+    san: str = LEAF_SAN,
 ) -> x509.Certificate:
     return _certificate(
-        subject=_name(LEAF_SAN),
+        subject=_name(san),
         issuer=intermediate.subject,
         public_key=public_key,
         issuer_key=intermediate_key,
         not_before=now - BACKDATE,
         not_after=min(now + LEAF_VALIDITY, intermediate.not_valid_after_utc),
         ca=False,
-        san=LEAF_SAN,
+        san=san,
     )
 
 

@@ -83,3 +83,74 @@ class ApplicationIdInvalid(VerificationFailed):
     """The skill id is missing or not in the allowlist."""
 
     reason = "application-id"
+
+
+# --- SNS (DESIGN §11): one class per reason code of the SNS endpoint ------------------------
+
+
+class SnsVerificationFailed(VerificationFailed):
+    """An SNS delivery failed verification; `status` is the HTTP answer (400 unless said)."""
+
+    reason = "sns"
+    status = 400
+
+
+class SnsMalformed(SnsVerificationFailed):
+    """The body is not a JSON object, or a signed field is missing or not a string."""
+
+    reason = "sns-malformed"
+
+
+class SnsHeaders(SnsVerificationFailed):
+    """The x-amz-sns-message-type header is missing or is not the body's Type."""
+
+    reason = "sns-headers"
+
+
+class SnsCertUrl(SnsVerificationFailed):
+    """The SigningCertURL breaks the SNS URL rule (checked before any fetch)."""
+
+    reason = "sns-cert-url"
+
+
+class SnsCertFetch(SnsVerificationFailed):
+    """The signing certificate chain could not be fetched."""
+
+    reason = "sns-cert-fetch"
+
+
+class SnsChain(SnsVerificationFailed):
+    """The chain is untrusted, expired, not yet valid, for another name, or may not sign."""
+
+    reason = "sns-chain"
+
+
+class SnsSignature(SnsVerificationFailed):
+    """The signature is missing, of an unknown SignatureVersion, or does not match."""
+
+    reason = "sns-signature"
+
+
+class SnsTopic(SnsVerificationFailed):
+    """The message's TopicArn is not in the allowlist (an empty allowlist refuses all)."""
+
+    reason = "sns-topic"
+    status = 403
+
+
+class SnsStale(SnsVerificationFailed):
+    """The Timestamp is older than max_age (a replay) or more than 300 s in the future."""
+
+    reason = "sns-stale"
+
+
+class SnsRaw(SnsVerificationFailed):
+    """A raw message delivery, which carries no signature, and raw delivery is not allowed."""
+
+    reason = "sns-raw"
+
+
+class SnsSubscribeUrl(SnsVerificationFailed):
+    """A SubscribeURL that is not SNS's own confirmation URL for this topic: never fetched."""
+
+    reason = "sns-subscribe-url"

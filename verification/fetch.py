@@ -51,14 +51,31 @@ def fetch_chain(
     max_bytes: int = MAX_CHAIN_BYTES,
 ) -> bytes:
     """GET `url` over HTTPS and return the body; any deviation raises CertFetchFailed."""
+    return https_get(url, timeout=timeout, context=context, max_bytes=max_bytes)
+
+
+def https_get(
+    url: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    context: ssl.SSLContext | None = None,
+    max_bytes: int = MAX_CHAIN_BYTES,
+    what: str = "certificate chain",
+) -> bytes:
+    """GET `url` (query included) over HTTPS within one deadline, no redirects, at most
+    `max_bytes`; the body of a 200, else CertFetchFailed whose message names `what`.
+
+    The certificate fetcher, and the SNS subscription confirmation (whose URL
+    the caller has checked first, as the chain URL is).
+    """
     try:
         parts = urlsplit(url)
         port = parts.port or 443
     except ValueError:
-        raise CertUrlInvalid("certificate URL does not parse") from None
+        raise CertUrlInvalid(f"{what} URL does not parse") from None
     if parts.scheme != "https" or not parts.hostname:
         # Refused before any connection: a chain fetched in clear text proves nothing.
-        raise CertUrlInvalid("certificate chains are fetched over https only")
+        raise CertUrlInvalid(f"{what} is fetched over https only")
     deadline = time.monotonic() + timeout
     context = context or _default_context()
     connection = http.client.HTTPSConnection(parts.hostname, port, context=context)
@@ -78,25 +95,25 @@ def fetch_chain(
         connection.request("GET", target, headers={"Accept": "*/*"})
         response = connection.getresponse()
         if 300 <= response.status < 400:
-            raise CertFetchFailed(f"certificate URL redirects (HTTP {response.status}); refused")
+            raise CertFetchFailed(f"{what} URL redirects (HTTP {response.status}); refused")
         if response.status != 200:
-            raise CertFetchFailed(f"certificate URL answered HTTP {response.status}")
+            raise CertFetchFailed(f"{what} URL answered HTTP {response.status}")
         length = response.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_bytes:
-            raise CertFetchFailed(f"certificate chain larger than {max_bytes} bytes")
+            raise CertFetchFailed(f"{what} larger than {max_bytes} bytes")
         body = bytearray()
         while chunk := response.read1(max_bytes + 1 - len(body)):
             body += chunk
             if len(body) > max_bytes:
-                raise CertFetchFailed(f"certificate chain larger than {max_bytes} bytes")
+                raise CertFetchFailed(f"{what} larger than {max_bytes} bytes")
         return bytes(body)
     except CertFetchFailed:
         raise
     except TimeoutError:
-        raise CertFetchFailed("certificate chain fetch timed out") from None
+        raise CertFetchFailed(f"{what} fetch timed out") from None
     except (OSError, http.client.HTTPException) as exc:  # TLS errors are OSErrors too
         reason = f"{type(exc).__name__}: {exc}"
-        raise CertFetchFailed(f"certificate chain fetch failed: {reason}") from None
+        raise CertFetchFailed(f"{what} fetch failed: {reason}") from None
     finally:
         # The response owns the socket once the connection hands it over
         # (HTTP/1.0 or "Connection: close"), so both must be closed.

@@ -116,7 +116,7 @@ class SignatureVerifier(AbstractVerifier):
         self, headers: Any, serialized_request_env: str, deserialized_request_env: Any
     ) -> None:
         signature_b64, algorithm = self._signature_header(headers)
-        url = _header(headers, CERT_URL_HEADER)
+        url = header(headers, CERT_URL_HEADER)
         if not url:
             raise HeadersMissing(f"{CERT_URL_HEADER} header is missing")
         try:  # before the key: a signature that is not even base64 costs no fetch
@@ -143,13 +143,13 @@ class SignatureVerifier(AbstractVerifier):
         when `Signature-256` is absent and `allow_sha1` is on. A fallback would let anyone
         who can blank one header downgrade the request to SHA-1.
         """
-        value = _header(headers, SIGNATURE_256_HEADER)
+        value = header(headers, SIGNATURE_256_HEADER)
         if value is not None:
             if not value:
                 raise HeadersMissing(f"{SIGNATURE_256_HEADER} header is empty")
             return value, _SHA256
         if self.allow_sha1:
-            value = _header(headers, SIGNATURE_SHA1_HEADER)
+            value = header(headers, SIGNATURE_SHA1_HEADER)
             if value:
                 return value, _SHA1
             raise HeadersMissing(
@@ -170,49 +170,7 @@ class SignatureVerifier(AbstractVerifier):
 
     def _validate(self, pem: bytes, now: datetime) -> SigningKey:
         """Parse and validate a PEM chain (leaf first) at `now`; return its leaf key."""
-        try:
-            certificates = x509.load_pem_x509_certificates(pem)
-        except Exception:  # ValueError, or a deprecation warning turned error by -W
-            raise ChainInvalid("certificate chain is not a PEM chain") from None
-        if not certificates:
-            raise ChainInvalid("certificate chain is empty")
-        leaf, intermediates = certificates[0], certificates[1:]
-        # Explicit checks first so each failure has its own reason code; the
-        # policy verifier below would fold them all into one error.
-        not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
-        if now > not_after:
-            raise CertExpired(
-                "signing certificate has expired",
-                detail=f"signing certificate expired at {not_after.isoformat()}",
-            )
-        if now < not_before:
-            raise CertNotYetValid(
-                "signing certificate is not valid yet",
-                detail=f"signing certificate valid from {not_before.isoformat()}",
-            )
-        if ALEXA_SAN not in _san_dns_names(leaf):
-            raise SanMismatch(f"signing certificate SAN does not name {ALEXA_SAN}")
-        verifier = (
-            PolicyBuilder().store(self._store).time(now).build_server_verifier(DNSName(ALEXA_SAN))
-        )
-        try:
-            path = verifier.verify(leaf, intermediates)
-        except VerificationError as exc:
-            raise ChainInvalid(
-                "certificate chain does not validate",
-                detail=f"certificate chain does not validate: {exc}",
-            ) from None
-        _require_digital_signature(leaf)
-        key = leaf.public_key()
-        if not isinstance(key, RSAPublicKey):
-            raise ChainInvalid("signing certificate key is not RSA")
-        # The key is trustworthy only while the whole validated path is: an
-        # intermediate expiring before the leaf ends the cache entry too.
-        return SigningKey(
-            key,
-            max(certificate.not_valid_before_utc for certificate in path),
-            min(certificate.not_valid_after_utc for certificate in path),
-        )
+        return validate_chain(pem, now, self._store, _alexa_name)
 
     def prefetch(self, urls: Iterable[str]) -> list[tuple[str, VerificationFailed | None]]:
         """Fetch, validate and cache each URL now (at start); report each URL's failure.
@@ -231,6 +189,68 @@ class SignatureVerifier(AbstractVerifier):
             else:
                 results.append((url, None))
         return results
+
+
+def _alexa_name(names: set[str]) -> str | None:
+    return ALEXA_SAN if ALEXA_SAN in names else None
+
+
+def validate_chain(
+    pem: bytes, now: datetime, store: Store, signer_name: Callable[[set[str]], str | None]
+) -> SigningKey:
+    """Parse and validate a PEM chain (leaf first) at `now` against `store`; its leaf key.
+
+    `signer_name(san_dns_names)` picks the name the leaf must be valid for from
+    its SAN (lower-cased, literal) or returns None when none is the sender's.
+    Shared by Alexa's and SNS's verifiers; each brings its own names.
+    """
+    try:
+        certificates = x509.load_pem_x509_certificates(pem)
+    except Exception:  # ValueError, or a deprecation warning turned error by -W
+        raise ChainInvalid("certificate chain is not a PEM chain") from None
+    if not certificates:
+        raise ChainInvalid("certificate chain is empty")
+    leaf, intermediates = certificates[0], certificates[1:]
+    # Explicit checks first so each failure has its own reason code; the
+    # policy verifier below would fold them all into one error.
+    not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    if now > not_after:
+        raise CertExpired(
+            "signing certificate has expired",
+            detail=f"signing certificate expired at {not_after.isoformat()}",
+        )
+    if now < not_before:
+        raise CertNotYetValid(
+            "signing certificate is not valid yet",
+            detail=f"signing certificate valid from {not_before.isoformat()}",
+        )
+    names = _san_dns_names(leaf)
+    name = signer_name(names)
+    if name is None:
+        shown = ", ".join(sorted(names)) or "no DNS names"
+        raise SanMismatch(
+            "signing certificate SAN does not name the sender",
+            detail=f"signing certificate SAN does not name the sender ({shown})",
+        )
+    verifier = PolicyBuilder().store(store).time(now).build_server_verifier(DNSName(name))
+    try:
+        path = verifier.verify(leaf, intermediates)
+    except VerificationError as exc:
+        raise ChainInvalid(
+            "certificate chain does not validate",
+            detail=f"certificate chain does not validate: {exc}",
+        ) from None
+    _require_digital_signature(leaf)
+    key = leaf.public_key()
+    if not isinstance(key, RSAPublicKey):
+        raise ChainInvalid("signing certificate key is not RSA")
+    # The key is trustworthy only while the whole validated path is: an
+    # intermediate expiring before the leaf ends the cache entry too.
+    return SigningKey(
+        key,
+        max(certificate.not_valid_before_utc for certificate in path),
+        min(certificate.not_valid_after_utc for certificate in path),
+    )
 
 
 def _san_dns_names(certificate: x509.Certificate) -> set[str]:
@@ -263,7 +283,7 @@ def _require_digital_signature(certificate: x509.Certificate) -> None:
         )
 
 
-def _header(headers: Any, name: str) -> str | None:
+def header(headers: Any, name: str) -> str | None:
     """A header by name, case-insensitively, from werkzeug Headers or a plain dict."""
     value = headers.get(name)  # werkzeug's Headers.get is already case-insensitive
     if value is None and isinstance(headers, dict):

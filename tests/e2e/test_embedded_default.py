@@ -9,12 +9,19 @@ import signal
 import subprocess
 import sys
 import urllib.request
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from skill.settings import DEVELOPMENT_TOPIC
+from tests import pki
 from tests.e2e.conftest import free_port, intent, post, wait_until
 from verification.devca import DevCA
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "events"
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +58,7 @@ def embedded(tmp_path_factory):
 
 def function_ports(log_path: Path) -> list[int]:
     ports = [int(p) for p in re.findall(r"on 127\.0\.0\.1:(\d+)", log_path.read_text())]
-    assert len(ports) == 4, log_path.read_text()
+    assert len(ports) == 6, log_path.read_text()
     return ports
 
 
@@ -60,6 +67,7 @@ def test_banner_says_verification_is_on_and_names_the_skill_id(embedded):
     text = log_path.read_text()
     assert "verification  ON" in text
     assert "amzn1.ask.skill.00000000-0000-4000-8000-000000000000" in text
+    assert "/events/sns (topic arn:aws:sns:us-east-1:123456789012:funker-dispatch-dev" in text
 
 
 def test_seed_request_signed_by_the_dev_ca_gets_a_spoken_answer(embedded):
@@ -107,6 +115,49 @@ def test_non_loopback_host_is_refused_at_start(tmp_path):
     )
     assert result.returncode != 0
     assert "loopback" in result.stderr
+
+
+def sns_post(url: str, message: dict) -> Any:
+    body = json.dumps(message).encode()
+    return post(url + "/events/sns", body, {"x-amz-sns-message-type": message["Type"]})
+
+
+def development_notification(message: str) -> dict:
+    return pki.sns_notification(
+        message, topic=DEVELOPMENT_TOPIC, message_id=str(uuid.uuid4()), when=datetime.now(UTC)
+    )
+
+
+def test_a_dev_signed_alarm_is_remembered_and_alexa_hears_about_it(embedded):
+    url, _, _, dev_ca = embedded
+    alarm = json.loads((FIXTURES / "cloudwatch-alarm.json").read_text())
+    alarm["StateChangeTime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    answer = sns_post(url, dev_ca.sign_sns(development_notification(json.dumps(alarm))))
+    assert answer.status == 200, answer.body
+    assert [r["name"] for r in answer.json["rules"]] == ["alarms"]
+    body = json.dumps(intent("AlarmStatusIntent")).encode()
+    spoken = post(url + "/", body, dev_ca.sign(body)).json["response"]["outputSpeech"]
+    assert "The alarm HighCPU went to ALARM" in json.dumps(spoken)
+
+
+def test_a_dev_signed_upload_is_remembered_and_alexa_hears_about_it(embedded):
+    url, _, _, dev_ca = embedded
+    records = json.loads((FIXTURES / "s3-two-records.json").read_text())
+    for record in records["Records"]:
+        record["eventTime"] = datetime.now(UTC).isoformat()
+    answer = sns_post(url, dev_ca.sign_sns(development_notification(json.dumps(records))))
+    assert [r["outcome"] for r in answer.json["rules"]] == ["ok", "ok"]
+    body = json.dumps(intent("UploadsIntent")).encode()
+    spoken = json.dumps(post(url + "/", body, dev_ca.sign(body)).json["response"]["outputSpeech"])
+    assert "in photos today" in spoken or "No new files today" in spoken  # midnight UTC
+
+
+def test_a_confirmation_for_the_development_topic_is_only_logged(embedded):
+    url, _, log_path, dev_ca = embedded
+    confirmation = pki.sns_confirmation(topic=DEVELOPMENT_TOPIC, when=datetime.now(UTC))
+    answer = sns_post(url, dev_ca.sign_sns(confirmation))
+    assert answer.json == {"rules": [], "subscription": "logged"}
+    wait_until(lambda: "awaits confirmation" in log_path.read_text(), 5, "the logged URL")
 
 
 def test_sigterm_stops_the_server_and_its_function_processes(embedded):

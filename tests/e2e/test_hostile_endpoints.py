@@ -434,3 +434,40 @@ def test_certify_prints_the_endpoints_reasons_without_control_characters(home):
     assert done.returncode == 0, done.stderr + done.stdout
     assert not RAW_CONTROL.search(done.stdout), repr(done.stdout)
     assert "headers ]0;pwned [bold]loud[/bold]" in done.stdout
+
+
+# --- events send --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "said"),
+    [
+        pytest.param(hang_up, "closed the connection without answering", id="hang-up"),
+        pytest.param(silent, "no answer within 2 s", id="silent"),
+        pytest.param(answer(200, b"<html>OK</html>", "text/html"), "not a JSON object", id="html"),
+        pytest.param(answer(503, b"[" * 100_000), "not a JSON object", id="deeply-nested"),
+    ],
+)
+def test_events_send_against_a_broken_endpoint_says_what_broke_in_one_line(home, behaviour, said):
+    with endpoint(behaviour) as url:
+        done = cli("events", "send", "sns", "--url", url, "--timeout", TIMEOUT, home=home)
+    line = failed_with_one_line(done, url, said)
+    assert line.startswith("funker-dispatch events send: ")
+
+
+def test_events_send_prints_the_endpoints_words_without_control_characters(home):
+    hostile = {"rules": [{"name": "r " + HOSTILE, "outcome": "ok " + HOSTILE, "reason": HOSTILE}]}
+    with endpoint(answer(200, json.dumps(hostile).encode())) as url:
+        done = cli("events", "send", "s3", "--url", url, home=home)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert not RAW_CONTROL.search(done.stdout.replace("\n", "")), repr(done.stdout)
+    assert "]0;pwned [bold]loud[/bold]" in done.stdout
+
+
+def test_events_send_prints_a_refusal_without_control_characters(home):
+    refusal = {"error": "sns-topic " + HOSTILE, "message": HOSTILE}
+    with endpoint(answer(403, json.dumps(refusal).encode())) as url:
+        done = cli("events", "send", "cloudwatch", "--url", url, home=home)
+    assert done.returncode == 1, done.stderr + done.stdout
+    assert not RAW_CONTROL.search(done.stdout.replace("\n", "")), repr(done.stdout)
+    assert "HTTP 403: refused, sns-topic ]0;pwned" in done.stdout

@@ -1,0 +1,152 @@
+"""`[events.NAME]` rules as data, and the one place that matches them against events.
+
+A rule names a `source`, match keys (every key given must match; a list
+matches when any of its values does; `*` is the only glob character), and
+where its function runs: `host`, `port`, `timeout` (only shortens the
+endpoint's deadline), `idempotent`, `concurrency` — the route keys of
+DESIGN §3 that make sense for an event. Rules are parsed here, not by
+`dispatch.registry.parse_route`: intent routes carry keys (speech,
+arguments, progressive...) an event has no use for, and grow on their own.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dispatch.registry import MAX_ROUTE_TIMEOUT, Route, is_host
+from triggers.events import Event
+from verification.sns import glob_pattern
+
+#: Match keys per source (DESIGN §11 table); a key a source does not know is a config error.
+MATCH_KEYS: dict[str, frozenset[str]] = {
+    "s3": frozenset({"topic", "bucket", "event", "key_prefix", "key_suffix"}),
+    "cloudwatch": frozenset({"topic", "alarm", "state"}),
+    "sns": frozenset({"topic", "subject"}),
+}
+#: The endpoint (`[triggers.X]` table) that delivers each source.
+ENDPOINT = {"s3": "sns", "cloudwatch": "sns", "sns": "sns"}
+ROUTE_KEYS = frozenset({"host", "port", "timeout", "idempotent", "concurrency"})
+# Rule names become metric labels and log fields: short and plain.
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class RuleError(ValueError):
+    """An `[events.NAME]` table is invalid; `key` names the offending key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One match key: the event field it reads and the patterns, any of which may match."""
+
+    field: str
+    patterns: tuple[re.Pattern[str], ...] = ()
+    prefixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()
+
+    def matches(self, value: str | None) -> bool:
+        if value is None:
+            return False
+        return (
+            any(pattern.fullmatch(value) for pattern in self.patterns)
+            or any(value.startswith(prefix) for prefix in self.prefixes)
+            or any(value.endswith(suffix) for suffix in self.suffixes)
+        )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Which events one function receives, and how to call it."""
+
+    name: str
+    source: str
+    route: Route
+    matchers: tuple[Matcher, ...] = ()
+
+    def matches(self, event: Event) -> bool:
+        return event.source == self.source and all(
+            matcher.matches(event.match.get(matcher.field)) for matcher in self.matchers
+        )
+
+
+def matching(rules: Iterable[Rule], event: Event) -> list[Rule]:
+    """Every rule that fires for `event`, in configuration order (all of them fire)."""
+    return [rule for rule in rules if rule.matches(event)]
+
+
+def parse_rule(name: str, table: Mapping[str, Any], *, default_port: int) -> Rule:
+    """A Rule from one `[events.NAME]` table; RuleError names the bad key."""
+    if not _NAME.fullmatch(name):
+        raise RuleError("-", "a rule name is 1-64 letters, digits, '_', '-' or '.'")
+    source = table.get("source")
+    if source not in MATCH_KEYS:
+        raise RuleError("source", f"must be one of {', '.join(map(repr, MATCH_KEYS))}")
+    allowed = ROUTE_KEYS | MATCH_KEYS[source] | {"source"}
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise RuleError(
+            unknown[0], f"unknown key for source {source!r} (allowed: {', '.join(sorted(allowed))})"
+        )
+    matchers = tuple(
+        _matcher(key, table[key]) for key in sorted(MATCH_KEYS[source]) if key in table
+    )
+    return Rule(
+        name=name, source=source, route=_route(name, table, default_port), matchers=matchers
+    )
+
+
+def _matcher(key: str, value: Any) -> Matcher:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise RuleError(key, "must be a string or a non-empty list of strings")
+    if key == "key_prefix":
+        return Matcher("key", prefixes=tuple(values))
+    if key == "key_suffix":
+        return Matcher("key", suffixes=tuple(values))
+    if key == "event":
+        # S3's own configuration spells event types "s3:ObjectCreated:*"; records say
+        # "ObjectCreated:Put". Both spellings match the record.
+        values = [v.removeprefix("s3:") for v in values]
+    within = ":" if key == "topic" else None  # `*` stays inside one ARN field, as in topics
+    return Matcher(key, patterns=tuple(glob_pattern(v, within=within) for v in values))
+
+
+def _route(name: str, table: Mapping[str, Any], default_port: int) -> Route:
+    host = table.get("host")
+    if not isinstance(host, str) or not is_host(host):
+        raise RuleError("host", "must be a host name or address")
+    port = table.get("port", default_port)
+    if not _is_int(port) or not 0 < port < 65536:
+        raise RuleError("port", "must be an integer between 1 and 65535")
+    timeout = table.get("timeout")
+    if timeout is not None:
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
+            raise RuleError("timeout", "must be a positive number of seconds")
+        if not math.isfinite(timeout) or timeout > MAX_ROUTE_TIMEOUT:
+            raise RuleError("timeout", f"must be at most {MAX_ROUTE_TIMEOUT:g} seconds")
+    idempotent = table.get("idempotent", False)
+    if not isinstance(idempotent, bool):
+        raise RuleError("idempotent", "must be true or false")
+    concurrency = table.get("concurrency")
+    if concurrency is not None and (not _is_int(concurrency) or concurrency < 1):
+        raise RuleError("concurrency", "must be a positive integer")
+    return Route(
+        name=name,
+        host=host,
+        port=port,
+        timeout=float(timeout) if timeout is not None else None,
+        idempotent=idempotent,
+        concurrency=concurrency,
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
