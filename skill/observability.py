@@ -85,8 +85,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: `funker_dispatch_progressive_total{outcome}`: every progressive response that fell due (a
+#: function outlasted its threshold) is counted once. `sent`: Alexa's API took it (2xx);
+#: `failed`: it was posted but refused, broken or out of time (logged, reason
+#: progressive-failed); `skipped`: it could not be sent at all (not a Launch or Intent request,
+#: no apiEndpoint or apiAccessToken, an origin not allowed). Fast answers count nothing.
+PROGRESSIVE_OUTCOMES = ("sent", "failed", "skipped")
+
+
 class Metrics:
-    """The five metrics of DESIGN §7. One instance per process (registry is global)."""
+    """The metrics of DESIGN §7. One instance per process (registry is global)."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram
@@ -117,6 +125,13 @@ class Metrics:
             "Alexa requests being handled now.",
             multiprocess_mode="livesum",
         )
+        self.progressive = Counter(
+            "funker_dispatch_progressive_total",
+            "Progressive responses due because a function was slow, by outcome.",
+            ["outcome"],
+        )
+        for outcome in PROGRESSIVE_OUTCOMES:  # all three exist from the start, at 0
+            self.progressive.labels(outcome=outcome)
 
 
 @cache

@@ -75,6 +75,10 @@ class DispatchSettings:
     discovery: str = "none"  # "docker": route to swarm services found on the engine socket
     discovery_socket: str | None = None  # default: $DOCKER_HOST (unix://), else the usual socket
     discovery_interval: float = 10.0
+    # Progressive responses (DESIGN §13): seconds a function may take before "One moment."
+    # is sent (0 = never), and origins besides Alexa's API hosts it may be sent to.
+    progressive_after: float = 1.5
+    progressive_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,35 @@ def _seconds_up_to(high: float) -> Parser:
         return seconds
 
     return parse
+
+
+def _seconds_from_zero_under(limit: float, why: str) -> Parser:
+    """Seconds, 0 included (it turns the thing off), finite, under `limit`."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError("must be a number") from None
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)  # TOML and float() both read inf and nan
+            or value < 0
+        ):
+            raise ValueError("must be a finite number of seconds, 0 or more")
+        if value >= limit:
+            raise ValueError(f"must be under {limit:g} seconds ({why})")
+        return float(value)
+
+    return parse
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    from skill.progressive import origin  # the same rule the sender applies to apiEndpoint
+
+    return tuple(origin(text) for text in _str_list(value))
 
 
 def _seconds_under(limit: float, why: str) -> Parser:
@@ -260,6 +293,9 @@ DISPATCH_KEYS: dict[str, Parser] = {
     "discovery": _choice("none", "docker"),
     "discovery_socket": _str,
     "discovery_interval": _seconds_up_to(3600),
+    # Checked again against the deadline in _check: either may come from the environment.
+    "progressive_after": _seconds_from_zero_under(8, "Alexa waits 8 s for the whole answer"),
+    "progressive_hosts": _origins,
 }
 VERIFICATION_KEYS: dict[str, Parser] = {
     "trusted_roots": _str_list,
@@ -444,6 +480,7 @@ def _check(settings: Settings) -> Settings:
             docker_socket()
         except ValueError as exc:
             raise ConfigError("environment", "DOCKER_HOST", str(exc)) from None
+    _check_progressive(settings)
     if settings.embedded and not _is_loopback(server.host):
         raise ConfigError(
             settings.source,
@@ -452,6 +489,27 @@ def _check(settings: Settings) -> Settings:
             "pass --config to serve elsewhere",
         )
     return replace(settings, server=_admin(settings.source, server))
+
+
+def _check_progressive(settings: Settings) -> None:
+    """A progressive response must be due before the answer's own deadline, or it never is."""
+    dispatch = settings.dispatch
+    if dispatch.progressive_after >= dispatch.deadline:
+        raise ConfigError(
+            settings.source,
+            "dispatch.progressive_after",
+            f"must be under dispatch.deadline ({dispatch.deadline:g} s), or 0 to turn it off",
+        )
+    for name, route in settings.routes.items():
+        if not route.progressive_after:
+            continue
+        deadline = min(dispatch.deadline, route.timeout or dispatch.deadline)
+        if route.progressive_after >= deadline:
+            raise ConfigError(
+                settings.source,
+                f"intents.{_quote(name)}.progressive_after",
+                f"must be under the route's deadline ({deadline:g} s), or 0 to turn it off",
+            )
 
 
 def _admin(source: str, server: ServerSettings) -> ServerSettings:
