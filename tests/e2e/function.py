@@ -11,6 +11,9 @@ import json
 import socket
 import threading
 
+#: How long mode "slow" takes to answer.
+SLOW_SECONDS = 2.0
+
 REPLIES = {
     # The seed's functions answered a full Alexa envelope.
     "envelope": lambda p: {
@@ -50,6 +53,7 @@ REPLIES = {
             }
         },
     },
+    "slow": lambda p: {"speech": "Sorry to keep you waiting."},
     # Echoes what it received, so tests can see the payload the dispatcher sent.
     "echo": lambda p: {"speech": "echo", "session_attributes": {"received": p}},
 }
@@ -83,6 +87,8 @@ def answer(conn: socket.socket, mode: str) -> None:
             chunks.append(chunk)
         if mode == "stall":
             threading.Event().wait()  # never answers
+        if mode == "slow":
+            threading.Event().wait(SLOW_SECONDS)  # slow on purpose: earns a progressive response
         if mode == "close":
             return
         if mode == "badjson":
