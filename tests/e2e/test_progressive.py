@@ -9,8 +9,12 @@ real API carry no token, and the development tools replace it with their own.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.alexa_api import AlexaApiStandIn
-from tests.e2e.conftest import Answer, Server, envelope, intent, wait_until
+from tests.e2e.conftest import Answer, Server, envelope, free_port, intent, wait_until
 from verification.devca import DevCA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -253,3 +257,113 @@ def test_an_api_endpoint_not_allowed_is_never_posted_to(server, api, signed, whe
     assert counted(server, before) == {"skipped": 1}
     log = server.wait_for_log("is not an allowed origin")
     assert api_url in log
+
+
+# --- the development loop: simulate and dialog show it -----------------------------------
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
+    environment.update({"COLUMNS": "200", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "skill.cli", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def slow_spacecount() -> Iterator[int]:
+    """The example spacecount function, slow on purpose (SPACECOUNT_DELAY)."""
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "spacecount" / "function.py"), "--port", str(port)],
+        env={**os.environ, "SPACECOUNT_DELAY": "1.5", "SPACECOUNT_URL": ""},
+    )
+
+    def listening() -> bool:
+        assert child.poll() is None, "spacecount exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(listening, 15, "spacecount to listen")
+    yield port
+    child.terminate()
+    child.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dev_loop(start_server, slow_spacecount, dev_ca_home) -> tuple[Server, dict[str, str]]:
+    """A server whose progressive hosts list the tools' stand-in, and the tools' environment."""
+    tools_api = f"http://127.0.0.1:{free_port()}"
+    server = start_server(
+        f'[intents.SpaceCountIntent]\nhost = "127.0.0.1"\nport = {slow_spacecount}\n',
+        env={
+            "FUNKER_DISPATCH_PROGRESSIVE_AFTER": "0.5",
+            "FUNKER_DISPATCH_PROGRESSIVE_HOSTS": tools_api,
+        },
+    )
+    # The tools load the embedded default plus this environment: they listen on tools_api.
+    tools = {
+        "FUNKER_DISPATCH_HOME": str(dev_ca_home),
+        "FUNKER_DISPATCH_PROGRESSIVE_HOSTS": tools_api,
+    }
+    return server, tools
+
+
+def test_dialog_prints_the_progressive_response_before_the_answer(dev_loop, tmp_path):
+    server, env = dev_loop
+    script = tmp_path / "space.txt"
+    script.write_text("open funker dispatch\nhow many people are in space\n")
+
+    done = cli("dialog", "--script", str(script), "--url", server.url, env=env)
+
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = done.stdout
+    assert "alexa (progressive) One moment." in out
+    assert out.index("alexa (progressive) One moment.") < out.index("alexa There are")
+    assert out.index("you   how many people are in space") < out.index("(progressive)")
+    assert out.count("(progressive)") == 1  # the welcome was quick
+
+
+def test_simulate_json_carries_the_progressive_response_in_the_turn(dev_loop):
+    server, env = dev_loop
+    done = cli("simulate", "how many people are in space", "--json", "--url", server.url, env=env)
+    assert done.returncode == 0, done.stderr
+    turn = json.loads(done.stdout)
+    assert turn["progressive"] == [
+        {"type": "VoicePlayer.Speak", "speech": "<speak>One moment.</speak>"}
+    ]
+    system = turn["request"]["context"]["System"]
+    assert system["apiEndpoint"] == env["FUNKER_DISPATCH_PROGRESSIVE_HOSTS"]
+    assert system["apiAccessToken"].startswith("dev-")
+
+
+def test_a_replayed_sample_request_reaches_the_local_api_not_amazons(dev_loop):
+    server, env = dev_loop
+    sample = ROOT / "examples" / "requests" / "space-count.json"
+    assert "amazonalexa.com" in json.loads(sample.read_text())["context"]["System"]["apiEndpoint"]
+
+    done = cli("simulate", "--request", str(sample), "--json", "--url", server.url, env=env)
+
+    assert done.returncode == 0, done.stderr
+    turn = json.loads(done.stdout)
+    assert (
+        turn["request"]["context"]["System"]["apiEndpoint"]
+        == env["FUNKER_DISPATCH_PROGRESSIVE_HOSTS"]
+    )
+    assert [d["speech"] for d in turn["progressive"]] == ["<speak>One moment.</speak>"]
+
+
+def test_simulate_of_a_quick_answer_prints_no_progressive_line(dev_loop):
+    server, env = dev_loop
+    done = cli("simulate", "--launch", "--url", server.url, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "alexa Welcome" in done.stdout
+    assert "(progressive)" not in done.stdout
