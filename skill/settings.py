@@ -21,6 +21,11 @@ RESERVED_ENV = frozenset({"FUNKER_DISPATCH_CONFIG", "FUNKER_DISPATCH_HOME"})
 #: The fixed skill id of the embedded default (printed at start).
 DEVELOPMENT_SKILL_ID = "amzn1.ask.skill.00000000-0000-4000-8000-000000000000"
 
+#: Where `simulate` and `dialog` serve their stand-in for Alexa's directive API (DESIGN §13).
+#: A fixed port, because the server and the tools load the embedded default separately and
+#: must agree on it; the embedded default lists it in `[dispatch] progressive_hosts`.
+SIMULATOR_API_ORIGIN = "http://127.0.0.1:3009"
+
 EMBEDDED_SOURCE = "embedded default"
 
 
@@ -96,6 +101,7 @@ class LocalFunction:
     name: str
     script: Path
     port: int
+    env: Mapping[str, str] = field(default_factory=dict)  # the operator's environment wins
 
 
 @dataclass(frozen=True)
@@ -584,6 +590,10 @@ def _is_loopback(host: str) -> bool:
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "functions"
 
+# Environment of an example function: spacecount is slow on purpose, as the original's remote
+# API was, so `make run` + `dialog` shows a progressive response (SPACECOUNT_DELAY=0 turns it off).
+EMBEDDED_FUNCTION_ENV: dict[str, dict[str, str]] = {"spacecount": {"SPACECOUNT_DELAY": "2"}}
+
 # intent or request type -> (example function folder, extra route keys)
 EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "SpaceCountIntent": ("spacecount", {"timeout": 3.0}),
@@ -609,13 +619,18 @@ def embedded_default() -> Settings:
     routes = {}
     for intent, (folder, extra) in EMBEDDED_ROUTES.items():
         port = free_port()
-        functions.append(LocalFunction(folder, EXAMPLES / folder / "function.py", port))
+        script = EXAMPLES / folder / "function.py"
+        functions.append(
+            LocalFunction(folder, script, port, dict(EMBEDDED_FUNCTION_ENV.get(folder, {})))
+        )
         routes[intent] = parse_route(
             intent, {"host": "127.0.0.1", "port": port, **extra}, default_port=port
         )
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=3000, workers=1, threads=8),
         skill=SkillSettings(application_ids=(DEVELOPMENT_SKILL_ID,)),
+        # The simulator's stand-in for Alexa's API may receive progressive responses.
+        dispatch=DispatchSettings(progressive_hosts=(SIMULATOR_API_ORIGIN,)),
         routes=routes,
         source=EMBEDDED_SOURCE,
         embedded=True,

@@ -33,7 +33,7 @@ from skill.progressive import (
     speech_ssml,
     target,
 )
-from skill.settings import ConfigError, load_settings
+from skill.settings import SIMULATOR_API_ORIGIN, ConfigError, load_settings
 from tests.alexa_api import AlexaApiStandIn
 from tests.helpers import wait_until
 
@@ -228,6 +228,15 @@ def test_an_out_of_bounds_threshold_from_the_environment_is_refused(tmp_path, va
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, ""), environ={"FUNKER_DISPATCH_PROGRESSIVE_AFTER": value})
     assert "progressive_after" in caught.value.key.lower()
+
+
+def test_the_embedded_default_adds_only_the_simulators_loopback_origin():
+    settings = load_settings(environ={})
+    assert settings.dispatch.progressive_after == 1.5
+    assert settings.dispatch.progressive_hosts == (origin(SIMULATOR_API_ORIGIN),)
+    # ...and its spacecount is slow enough (2 s) to earn one under `make run`.
+    spacecount = next(f for f in settings.functions if f.name == "spacecount")
+    assert spacecount.env == {"SPACECOUNT_DELAY": "2"}
 
 
 def test_no_sender_is_built_when_no_route_can_ever_send_one():

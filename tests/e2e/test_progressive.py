@@ -367,3 +367,41 @@ def test_simulate_of_a_quick_answer_prints_no_progressive_line(dev_loop):
     assert done.returncode == 0, done.stderr
     assert "alexa Welcome" in done.stdout
     assert "(progressive)" not in done.stdout
+
+
+def test_the_embedded_default_shows_one_with_its_slow_spacecount(tmp_path):
+    """`make run` + `dialog`: spacecount takes 2 s and "One moment." comes first."""
+    tools_api = f"http://127.0.0.1:{free_port()}"  # instead of the fixed SIMULATOR_API_ORIGIN
+    env = {"FUNKER_DISPATCH_HOME": str(tmp_path), "FUNKER_DISPATCH_PROGRESSIVE_HOSTS": tools_api}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
+    environment.pop("SPACECOUNT_DELAY", None)
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # No admin listener: port + 1 of a free port need not be free.
+        env={**environment, **env, "FUNKER_DISPATCH_SERVER_ADMIN_PORT": "0"},
+    )
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(healthy, 30, "the embedded default to start")
+        script = tmp_path / "space.txt"
+        script.write_text("how many people are in space\n")
+        done = cli("dialog", "--script", str(script), "--url", f"http://127.0.0.1:{port}/", env=env)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = done.stdout
+    assert out.index("alexa (progressive) One moment.") < out.index("alexa There are")
