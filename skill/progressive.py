@@ -38,9 +38,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from verification import sdkcompat
 
@@ -93,8 +92,11 @@ _ORIGIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?/?",
     re.IGNORECASE,
 )
-# A bearer token goes into a header as it is: visible ASCII only (no CR/LF to split it).
-_TOKEN = re.compile(r"[!-~]{1,16384}")
+#: Alexa's tokens are JWTs of about a kilobyte; anything far larger is not one.
+MAX_TOKEN_CHARACTERS = 16384
+#: apiEndpoint strings already found allowed, so the usual three cost a dict lookup, not a
+#: regex; bounded, since with verification off a request may send any variant.
+_ALLOWED_SEEN_MAX = 64
 
 
 def origin(text: str) -> str:
@@ -205,8 +207,7 @@ def send_directive(
     )
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):  # a tuple: built on every eligible request, cheaply
     """Where one request's progressive response may go, read from its envelope."""
 
     api_origin: str
@@ -214,30 +215,56 @@ class Target:
     request_id: str
 
 
-def target(envelope: Mapping[str, Any] | None, allowed: frozenset[str]) -> Target | str:
-    """The request's API origin, token and id, or why it cannot have a progressive response."""
-    request = envelope.get("request") if isinstance(envelope, Mapping) else None
-    kind = request.get("type") if isinstance(request, Mapping) else None
+def _header_safe(token: str) -> bool:
+    """Visible ASCII only: a bearer token goes into a header as it is (no CR/LF to split it)."""
+    return (
+        0 < len(token) <= MAX_TOKEN_CHARACTERS
+        and token.isascii()
+        and token.isprintable()
+        and " " not in token
+    )
+
+
+def target(
+    envelope: dict[str, Any] | None,
+    allowed: frozenset[str],
+    seen: dict[str, str] | None = None,
+) -> Target | str:
+    """The request's API origin, token and id, or why it cannot have a progressive response.
+
+    `seen` remembers apiEndpoint strings found allowed (raw string -> origin).
+    """
+    # dict, not Mapping: the envelope is parsed JSON, and an ABC check costs a microsecond.
+    if not isinstance(envelope, dict):
+        return "no request envelope"
+    request = envelope.get("request")
+    kind = request.get("type") if isinstance(request, dict) else None
     if kind not in REQUEST_TYPES:
         return f"a {one_line(str(kind))[:60]} takes no progressive response"
     request_id = request.get("requestId")
-    context = envelope.get("context") if isinstance(envelope, Mapping) else None
-    system = context.get("System") if isinstance(context, Mapping) else None
-    endpoint = system.get("apiEndpoint") if isinstance(system, Mapping) else None
-    token = system.get("apiAccessToken") if isinstance(system, Mapping) else None
+    context = envelope.get("context")
+    system = context.get("System") if isinstance(context, dict) else None
+    if not isinstance(system, dict):
+        system = {}
+    endpoint = system.get("apiEndpoint")
+    token = system.get("apiAccessToken")
     if not isinstance(request_id, str) or not request_id:
         return "no requestId"
     if not isinstance(endpoint, str):
         return "no apiEndpoint"
-    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+    if not isinstance(token, str) or not _header_safe(token):
         return "no usable apiAccessToken"
-    try:
-        api_origin = origin(endpoint)
-    except ValueError:
-        api_origin = None
-    if api_origin not in allowed:
-        # An operator may need to know (a new Alexa region?); an attacker learns nothing.
-        return f"apiEndpoint {one_line(endpoint)[:100]!r} is not an allowed origin"
+    api_origin = seen.get(endpoint) if seen is not None else None
+    if api_origin is None:
+        try:
+            api_origin = origin(endpoint)
+        except ValueError:
+            api_origin = None
+        if api_origin not in allowed:
+            # An operator may need to know (a new Alexa region?); an attacker learns nothing.
+            return f"apiEndpoint {one_line(endpoint)[:100]!r} is not an allowed origin"
+        if seen is not None and len(seen) < _ALLOWED_SEEN_MAX:
+            seen[endpoint] = api_origin
     return Target(api_origin, token, request_id)
 
 
@@ -272,6 +299,7 @@ class ProgressiveSender:
         self._post = post
         self._timer = timer or TIMER
         self._clock = clock  # decides whether a skipped one was due (tests turn it)
+        self._seen: dict[str, str] = {}
 
     def arm(self, route: Route, locale: str | None, timeout: float) -> Pending | None:
         """Arm for a call of `route` that may take `timeout` seconds; None when none can be due.
@@ -281,7 +309,7 @@ class ProgressiveSender:
         after = self.after if route.progressive_after is None else route.progressive_after
         if not after or after >= timeout:
             return None  # off, or the call's own deadline comes first
-        where = target(raw_envelope(), self.origins)
+        where = target(raw_envelope(), self.origins, self._seen)
         if isinstance(where, str):
             return _Skip(self, self._clock() + after, route.name, where)
         now = time.monotonic()  # the timer thread's clock
@@ -332,7 +360,7 @@ def _detail(exc: BaseException, token: str) -> str:
 
 def _request_id() -> str | None:
     request = (raw_envelope() or {}).get("request")
-    request_id = request.get("requestId") if isinstance(request, Mapping) else None
+    request_id = request.get("requestId") if isinstance(request, dict) else None
     return request_id[:128] if isinstance(request_id, str) else None
 
 

@@ -321,7 +321,7 @@ def test_launch_and_intent_requests_with_api_endpoint_and_token_may_have_one(kin
         (envelope("https://api.amazonalexa.com:8443"), "not an allowed origin"),
         (envelope("https://api.amazonalexa.com."), "not an allowed origin"),
         (envelope("https://api.amazonalexa.com/x"), "not an allowed origin"),
-        (None, "takes no progressive response"),
+        (None, "no request envelope"),
     ],
 )
 def test_other_requests_cannot_have_one_and_say_why(data, why):
