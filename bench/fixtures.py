@@ -29,6 +29,11 @@ import verification  # noqa: E402  (installs the oscrypto import fix before any 
 from verification.devca import DevCA  # noqa: E402
 
 REQUEST = ROOT / "examples" / "requests" / "space-count.json"
+#: What the benchmarked request names as Alexa's API (the sample names Amazon's real one, with a
+#: token). (b) lists it in progressive_hosts, so its requests arm a progressive response as a
+#: real Alexa request does; were one ever due, it would go to loopback's discard port, where
+#: nothing listens: never to Amazon.
+BENCH_API_ORIGIN = "http://127.0.0.1:9"
 SPACECOUNT = ROOT / "examples" / "functions" / "spacecount" / "function.py"
 BARE = Path(__file__).resolve().with_name("bare.py")
 
@@ -45,6 +50,7 @@ def request_envelope() -> dict[str, Any]:
     """The realistic SpaceCountIntent request, re-stamped now (Alexa's 150 s window)."""
     data = json.loads(REQUEST.read_text(encoding="utf-8"))
     data["request"]["timestamp"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data["context"]["System"]["apiEndpoint"] = BENCH_API_ORIGIN
     return data
 
 
@@ -71,6 +77,8 @@ def dispatch_config(ca: DevCA, directory: Path, function_port: int) -> Path:
         # master's only children (what CPU per request is measured over).
         "[server]\nadmin_port = 0\n\n"
         f'[skill]\napplication_ids = ["{application_id()}"]\n\n'
+        # On (the default 1.5 s), armed on every request and never due: its cost is measured.
+        f'[dispatch]\nprogressive_hosts = ["{BENCH_API_ORIGIN}"]\n\n'
         f'[verification]\ntrusted_roots = ["{root}"]\n\n'
         f'[verification.local_chains]\n"{ca.chain_url}" = "{ca.chain_path}"\n\n'
         f'[intents.SpaceCountIntent]\nhost = "127.0.0.1"\nport = {function_port}\n'

@@ -9,9 +9,13 @@ from its own process as in production.
 
 It prints:
   1. wall time per request in-process for a, a' and b (no profiler), so
-     b - a' is what the dispatcher adds on top of a hand-written call;
-  2. cProfile's top entries by cumulative time for b;
-  3. pyinstrument's call tree and flat self-time list for b (if installed).
+     b - a' is what the dispatcher adds on top of a hand-written call; and b
+     with progressive responses off, so b - b(off) is what arming one costs
+     when the function is fast (the request names an allowed API origin, so
+     one is armed and disarmed on every request, as for Alexa's requests);
+  2. the same cost alone: ProgressiveSender.arm + done, µs per call;
+  3. cProfile's top entries by cumulative time for b;
+  4. pyinstrument's call tree and flat self-time list for b (if installed).
 
 Run: .venv/bin/python bench/profile.py [--requests 2000] [--top 30]
 """
@@ -41,7 +45,14 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from fixtures import ROOT, dispatch_config, signed_request, spacecount_function  # noqa: E402
+from fixtures import (  # noqa: E402
+    BENCH_API_ORIGIN,
+    ROOT,
+    dispatch_config,
+    request_envelope,
+    signed_request,
+    spacecount_function,
+)
 
 from verification.devca import DevCA  # noqa: E402
 
@@ -154,6 +165,35 @@ def _worth_showing(line: str) -> bool:
     return match is None or float(match.group(1)) >= 1
 
 
+def progressive_arming_us(calls: int) -> tuple[float, float]:
+    """(median, p90) µs of arming and disarming one progressive response that is never due,
+    over batches of 1000 calls.
+
+    The request is the benchmark's (an IntentRequest naming an allowed origin, with a
+    token), remembered as the pre-check remembers it, so every call takes the path of a
+    real Alexa request: checked, scheduled on the timer, cancelled.
+    """
+    import json
+
+    from dispatch.registry import Route
+    from skill.envelope import remember
+    from skill.progressive import ProgressiveSender, Timer
+
+    data = request_envelope()
+    remember(json.dumps(data), data)
+    route = Route(name="SpaceCountIntent", host="127.0.0.1", port=9, timeout=3.0)
+    sender = ProgressiveSender(1.5, (BENCH_API_ORIGIN,), count=lambda outcome: None, timer=Timer())
+    sender.arm(route, "en-US", 3.0).done()  # type: ignore[union-attr]  (starts the timer thread)
+    samples = []
+    for _ in range(max(1, calls // 1000)):
+        began = time.perf_counter()
+        for _ in range(1000):
+            sender.arm(route, "en-US", 3.0).done()  # type: ignore[union-attr]
+        samples.append((time.perf_counter() - began) / 1000 * 1e6)
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.9)]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
@@ -175,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
         from skill.settings import load_settings
 
         with spacecount_function() as function_port:
-            settings = load_settings(dispatch_config(ca, tmp, function_port), environ={})
+            config = dispatch_config(ca, tmp, function_port)
+            settings = load_settings(config, environ={})
+            quiet = load_settings(config, environ={"FUNKER_DISPATCH_PROGRESSIVE_AFTER": "0"})
             body, headers = signed_request(ca)  # 150 s window: the whole profile fits in it
             calls = {
                 "a": request_caller(bare.create_app("fixed").wsgi_app, body, headers),
@@ -183,16 +225,21 @@ def main(argv: list[str] | None = None) -> None:
                     bare.create_app("funker", function_port).wsgi_app, body, headers
                 ),
                 "b": request_caller(create_app(settings).wsgi_app, body, headers),
+                "b(off)": request_caller(create_app(quiet).wsgi_app, body, headers),
             }
             print(f"wall ms per request in-process, {args.requests} sequential requests:")
             figures = {}
             for name, call in calls.items():
                 figures[name] = per_request_ms(call, args.requests)
-                print(f"  {name:3} median {figures[name][0]:.3f}  p90 {figures[name][1]:.3f}")
+                print(f"  {name:6} median {figures[name][0]:.3f}  p90 {figures[name][1]:.3f}")
             added = (figures["b"][0] - figures["a'"][0]) * 1000
             hop = (figures["a'"][0] - figures["a"][0]) * 1000
+            armed = (figures["b"][0] - figures["b(off)"][0]) * 1000
             print(f"  b - a' (what the dispatcher adds per request): {added:.0f} µs")
             print(f"  a' - a (the funker hop done by hand): {hop:.0f} µs")
+            print(f"  b - b(off) (progressive response armed, never due): {armed:.0f} µs")
+            median, p90 = progressive_arming_us(args.requests * 10)
+            print(f"  ProgressiveSender.arm + done alone: median {median:.2f} µs, p90 {p90:.2f} µs")
 
             print(f"\n=== cProfile, b, {args.requests} requests, by cumulative time ===")
             print(cprofile_top(calls["b"], args.requests, args.top))

@@ -12,10 +12,16 @@ from typing import Any
 DEFAULT_FUNCTION_PORT = 9999
 #: A route's timeout only shortens its endpoint's deadline; anything longer is a typo.
 MAX_ROUTE_TIMEOUT = 60.0
+#: Alexa waits 8 s for the whole answer: a progressive response due later could never be heard.
+#: (The configuration checks the tighter bound, the route's own deadline, once all keys are read.)
+MAX_PROGRESSIVE_AFTER = 8.0
 
 #: Keys a route table may carry (DESIGN §6); anything else fails at start.
 ROUTE_KEYS = frozenset(
-    {"host", "port", "timeout", "arguments", "idempotent", "concurrency", "speech", "probe"}
+    {
+        *("host", "port", "timeout", "arguments", "idempotent", "concurrency", "speech", "probe"),
+        *("progressive", "progressive_after"),
+    }
 )
 
 # One label of a DNS name a Docker service may have: 1-63 letters, digits, '-' and '_',
@@ -81,6 +87,11 @@ class Route:
     concurrency: int | None = None  # calls in flight from this process; None = unbounded
     speech: str | Mapping[str, str] | None = None  # template for data answers
     probe: str | None = None  # "connect" opts in to TCP probes
+    # Progressive response (DESIGN §13): its text (plain, or a table by locale; None = the
+    # skill's localized "One moment."), and seconds before it is sent (None = [dispatch]'s,
+    # 0 = never for this route).
+    progressive: str | Mapping[str, str] | None = None
+    progressive_after: float | None = None
     source: str = "config"  # "config" | "naming" | "discovery"
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,6 +133,12 @@ def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Ro
     probe = table.get("probe")
     if probe not in (None, "connect", "resolve"):
         raise RouteError("probe", 'must be "resolve" (default) or "connect"')
+    progressive = table.get("progressive")
+    if progressive is not None:
+        _check_progressive(progressive)
+    progressive_after = table.get("progressive_after")
+    if progressive_after is not None:
+        _check_progressive_after(progressive_after)
     return Route(
         name=name,
         host=host,
@@ -132,6 +149,8 @@ def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Ro
         concurrency=concurrency,
         speech=dict(speech) if isinstance(speech, Mapping) else speech,
         probe=probe if probe == "connect" else None,
+        progressive=dict(progressive) if isinstance(progressive, Mapping) else progressive,
+        progressive_after=float(progressive_after) if progressive_after is not None else None,
     )
 
 
@@ -145,6 +164,40 @@ def _check_speech(speech: Any) -> None:
     ):
         return
     raise RouteError("speech", "must be a string or a table of locale = string")
+
+
+# C0 and C1 controls cannot appear in SSML; the text is escaped into <speak>, never parsed.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _check_progressive(text: Any) -> None:
+    texts = [text] if isinstance(text, str) else None
+    if (
+        isinstance(text, Mapping)
+        and text
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in text.items())
+    ):
+        texts = list(text.values())
+    if texts is None:
+        raise RouteError("progressive", "must be a string or a table of locale = string")
+    for value in texts:
+        if not value.strip():
+            raise RouteError("progressive", "must not be empty")
+        if value.lstrip().startswith("<"):
+            # It is spoken as written: "<speak>" would be read out, not obeyed.
+            raise RouteError("progressive", "must be plain text (it is escaped into SSML)")
+        if _CONTROL.search(value):
+            raise RouteError("progressive", "must not contain control characters")
+
+
+def _check_progressive_after(seconds: Any) -> None:
+    if not _is_number(seconds) or not math.isfinite(seconds) or seconds < 0:
+        raise RouteError("progressive_after", "must be a finite number of seconds, 0 or more")
+    if seconds >= MAX_PROGRESSIVE_AFTER:
+        raise RouteError(
+            "progressive_after",
+            f"must be under {MAX_PROGRESSIVE_AFTER:g} seconds (Alexa waits 8 s for the answer)",
+        )
 
 
 def _is_int(value: Any) -> bool:

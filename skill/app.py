@@ -58,6 +58,7 @@ from skill.observability import (  # noqa: E402
     render_metrics,
     short_hash,
 )
+from skill.progressive import sender_for  # noqa: E402
 from skill.settings import Settings  # noqa: E402
 from skill.verifiers import build_verifiers  # noqa: E402
 from verification import SignatureVerifier  # noqa: E402
@@ -115,7 +116,14 @@ def create_app(settings: Settings) -> Flask:
     models = load_models(settings.skill.models_dir)
     router = build_router(settings, models)
     dispatcher = Dispatcher(
-        router, settings.dispatch.deadline, settings.dispatch.max_response_bytes
+        router,
+        settings.dispatch.deadline,
+        settings.dispatch.max_response_bytes,
+        progressive=sender_for(
+            settings.dispatch.progressive_after,
+            settings.dispatch.progressive_hosts,
+            settings.routes,
+        ),
     )
     examples = examples_by_locale(models, _reachable(router, models))
 

@@ -279,6 +279,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     from pathlib import Path
 
     from skill import conversation
+    from skill.alexa_api import local_alexa_api
     from skill.client import EndpointError, EndpointUnreachable
     from skill.settings import DEVELOPMENT_SKILL_ID
     from skill.simulator import (
@@ -328,10 +329,18 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     url = args.url or conversation.DEFAULT_URL
     application_id = next(iter(settings.skill.application_ids), DEVELOPMENT_SKILL_ID)
     sign = conversation.dev_ca_signer()
+
+    def note(text: str) -> None:  # stderr: `simulate --json` keeps stdout pure JSON
+        print(f"funker-dispatch {args.command}: {text}", file=sys.stderr)
+
     try:
-        with conversation.open_endpoint(
-            url, in_process=args.in_process, settings=settings, timeout=args.timeout
-        ) as endpoint:
+        # Alexa's API stands in on loopback for the command: progressive responses land there.
+        with (
+            local_alexa_api(settings, note=note) as api,
+            conversation.open_endpoint(
+                url, in_process=args.in_process, settings=settings, timeout=args.timeout
+            ) as endpoint,
+        ):
             if args.command == "simulate":
                 return conversation.simulate(
                     endpoint,
@@ -345,6 +354,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
                     recorded=recorded,
                     end=args.end,
                     transcript=conversation.Transcript(as_json=args.json),
+                    api=api,
                 )
             utterances = lines if lines is not None else conversation.prompted()
             code, _, _ = conversation.dialog(
@@ -354,6 +364,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
                 application_id,
                 utterances,
                 transcript=conversation.Transcript(),
+                api=api,
             )
             return code
     except EndpointError as exc:

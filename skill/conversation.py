@@ -2,7 +2,9 @@
 
 `simulate` is a one-turn conversation and `dialog` a many-turn one; both keep
 the session as Alexa does (one session id, `new` on the first turn only, the
-session attributes of each response sent back with the next request).
+session attributes of each response sent back with the next request). With a
+`LocalAlexaApi` the requests name it as Alexa's API, and each turn shows the
+progressive responses the skill sent while it worked (DESIGN §13).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rich.panel import Panel
 from rich.text import Text
 
 from skill import client
+from skill.alexa_api import LocalAlexaApi
 from skill.client import Answer, EndpointProtocolError
 from skill.settings import Settings
 from skill.simulator import (
@@ -125,6 +128,7 @@ class Turn:
     request: dict[str, Any]
     answer: Answer
     match: Match | None = None
+    progressive: list[dict[str, Any]] = field(default_factory=list)  # VoicePlayer.Speak received
 
     @cached_property
     def response(self) -> dict[str, Any] | None:
@@ -184,6 +188,7 @@ class Conversation:
     locale: str
     session: SessionState = field(init=False)
     ended: bool = False
+    api: LocalAlexaApi | None = None  # the stand-in for Alexa's API that the requests name
 
     def __post_init__(self) -> None:
         self.session = SessionState(self.application_id)
@@ -233,14 +238,31 @@ class Conversation:
             raise EnvelopeInvalid('the envelope\'s "request" has no string "type"')
         sent = json.loads(json.dumps(recorded))
         sent["request"]["timestamp"] = timestamp()
+        context = sent.get("context")
+        system = context.get("System") if isinstance(context, dict) else None
+        if self.api is not None and isinstance(system, dict) and "apiEndpoint" in system:
+            # A recorded request names Alexa's real API (and a token): a progressive
+            # response to it must reach the local stand-in, never leave the machine.
+            system["apiEndpoint"] = self.api.url
+            system["apiAccessToken"] = self.api.token
         return self._exchange(sent, said)
 
     def send(self, request: dict[str, Any], said: str, match: Match | None = None) -> Turn:
-        return self._exchange(envelope(request, self.session), said, match)
+        api = self.api
+        sent = envelope(
+            request,
+            self.session,
+            api_url=api.url if api is not None else None,
+            api_token=api.token if api is not None else None,
+        )
+        return self._exchange(sent, said, match)
 
     def _exchange(self, sent: dict[str, Any], said: str, match: Match | None = None) -> Turn:
         body = encode(sent)
         turn = Turn(said, sent, self.endpoint.post(body, dict(self.sign(body))), match)
+        request_id = sent["request"].get("requestId")
+        if self.api is not None and isinstance(request_id, str):
+            turn.progressive = self.api.directives(request_id)
         if turn.answer.status == 200 and turn.response is None:
             # A refusal may come as any page; an answer must be a response document.
             raise EndpointProtocolError(
@@ -286,12 +308,16 @@ class Transcript:
                 "response": turn.response
                 if turn.response is not None
                 else turn.answer.body.decode("utf-8", "replace"),
+                "progressive": turn.progressive,
             }
             self.console.print(JSONHighlighter()(Text(json_text(document))))
             return
         say = self.console.print
         say(Text.assemble(("you", "bold cyan"), "   ", printable(turn.said)))
         say(Text.assemble("      ", (printable(_described(turn, model)), "dim")))
+        for directive in turn.progressive:  # spoken while the skill worked: before its answer
+            spoken = _spoken({"type": "SSML", "ssml": directive.get("speech")}) or ""
+            say(Text.assemble(("alexa", "bold green"), " (progressive) ", printable(spoken)))
         if not turn.ok:
             error_page = turn.answer.body.decode("utf-8", "replace").strip()
             say(
@@ -381,13 +407,14 @@ def simulate(
     end: bool = False,
     recorded: tuple[str, dict[str, Any]] | None = None,
     transcript: Transcript,
+    api: LocalAlexaApi | None = None,
 ) -> int:
     """Send one request; 0 when the skill answered 200 with a response, 1 when it did not,
     2 when a recorded request file cannot be replayed (nothing was sent).
 
     No usable answer at all raises `client.EndpointError` (the CLI's exit status 2).
     """
-    conversation = Conversation(endpoint, model, sign, application_id, model.locale)
+    conversation = Conversation(endpoint, model, sign, application_id, model.locale, api=api)
     if recorded is not None:
         try:
             turn = conversation.replay(recorded[1], f"(request {recorded[0]})")
@@ -421,6 +448,7 @@ def dialog(
     utterances: Iterable[str],
     *,
     transcript: Transcript,
+    api: LocalAlexaApi | None = None,
 ) -> tuple[int, Conversation, list[Turn]]:
     """Play utterances in one session until the skill ends it or they run out.
 
@@ -428,7 +456,7 @@ def dialog(
     failed), the conversation and its turns. No usable answer at all raises
     `client.EndpointError` once the turns before it are printed.
     """
-    conversation = Conversation(endpoint, model, sign, application_id, model.locale)
+    conversation = Conversation(endpoint, model, sign, application_id, model.locale, api=api)
     turns: list[Turn] = []
     code = 0
     pending = iter(utterances)

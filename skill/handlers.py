@@ -25,6 +25,7 @@ from dispatch.registry import NoRoute, Route, Router  # noqa: E402
 from dispatch.responses import Reply, ReplyError, apology, escape_speech, to_reply  # noqa: E402
 from skill.envelope import raw_body, raw_envelope  # noqa: E402
 from skill.messages import abilities, message  # noqa: E402
+from skill.progressive import ProgressiveSender  # noqa: E402
 from skill.replies import to_model  # noqa: E402
 
 log = logging.getLogger("funker_dispatch")
@@ -92,6 +93,7 @@ class Dispatcher:
     deadline: float
     max_response_bytes: int = 256 * 1024
     call: Callable[..., Any] = funker.call
+    progressive: ProgressiveSender | None = None  # "One moment." while a slow call runs
 
     def answer(self, name: str, locale: str | None, request_id: str | None) -> Answer:
         record = current_record()
@@ -103,6 +105,8 @@ class Dispatcher:
         payload = _payload(route)
         timeout = min(self.deadline, route.timeout or self.deadline)
         started = time.perf_counter()
+        # Sent from another thread if the call outlasts its threshold; never waited for.
+        pending = self.progressive.arm(route, locale, timeout) if self.progressive else None
         try:
             raw = self.call(
                 route, payload, timeout=timeout, max_response_bytes=self.max_response_bytes
@@ -111,6 +115,9 @@ class Dispatcher:
             record.function_ms = (time.perf_counter() - started) * 1000
             detail = f"{route.host}:{route.port} {exc}"
             return self._apologise(record, locale, exc.kind, detail, request_id)
+        finally:
+            if pending is not None:
+                pending.done()
         record.function_ms = (time.perf_counter() - started) * 1000
         try:
             reply = to_reply(raw, route, locale or "en-US", carried_attributes=_carried())

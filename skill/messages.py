@@ -1,4 +1,4 @@
-"""The skill's own spoken replies (welcome, help, stop, fallback) in every shipped locale."""
+"""The skill's own spoken replies (welcome, help, "One moment."...) in every shipped locale."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stop": "Goodbye!",
         "fallback": "Sorry, I can't help with that. {abilities}",
         "or": "or",
+        "progressive": "One moment.",
     },
     "de": {
         "welcome": "Willkommen bei Funker Dispatch. {abilities} Was möchtest du wissen?",
@@ -23,6 +24,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stop": "Tschüss!",
         "fallback": "Damit kann ich leider nicht helfen. {abilities}",
         "or": "oder",
+        "progressive": "Einen Moment.",
     },
     "fr": {
         "welcome": "Bienvenue dans Funker Dispatch. {abilities} Que voulez-vous savoir ?",
@@ -33,6 +35,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stop": "Au revoir !",
         "fallback": "Désolé, je ne peux pas vous aider avec cela. {abilities}",
         "or": "ou",
+        "progressive": "Un instant.",
     },
     "es": {
         "welcome": "Bienvenido a Funker Dispatch. {abilities} ¿Qué quieres saber?",
@@ -43,6 +46,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "stop": "¡Adiós!",
         "fallback": "Lo siento, no puedo ayudarte con eso. {abilities}",
         "or": "o",
+        "progressive": "Un momento.",
     },
 }
 

@@ -85,8 +85,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: `funker_dispatch_progressive_total{outcome}`: every progressive response that fell due (a
+#: function outlasted its threshold) is counted once. `sent`: Alexa's API took it (2xx);
+#: `failed`: it was posted but refused, broken or out of time (logged, reason
+#: progressive-failed); `skipped`: it could not be sent at all (not a Launch or Intent request,
+#: no apiEndpoint or apiAccessToken, an origin not allowed). Fast answers count nothing.
+PROGRESSIVE_OUTCOMES = ("sent", "failed", "skipped")
+
+
 class Metrics:
-    """The metrics of DESIGN §7 and §11. One instance per process (registry is global)."""
+    """The metrics of DESIGN §7, §11 and §13. One instance per process (registry is global)."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram
@@ -128,6 +136,13 @@ class Metrics:
             "Event deliveries refused, by endpoint and reason.",
             ["source", "reason"],
         )
+        self.progressive = Counter(
+            "funker_dispatch_progressive_total",
+            "Progressive responses due because a function was slow, by outcome.",
+            ["outcome"],
+        )
+        for outcome in PROGRESSIVE_OUTCOMES:  # all three exist from the start, at 0
+            self.progressive.labels(outcome=outcome)
 
 
 @cache

@@ -251,7 +251,9 @@ def start_functions(
                 "127.0.0.1",
                 "--port",
                 str(function.port),
-            ]
+            ],
+            # The operator's environment wins over the example's defaults (SPACECOUNT_DELAY=0).
+            env={**function.env, **os.environ},
         )
         for function in functions
     ]

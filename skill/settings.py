@@ -24,6 +24,11 @@ RESERVED_ENV = frozenset({"FUNKER_DISPATCH_CONFIG", "FUNKER_DISPATCH_HOME"})
 #: The fixed skill id of the embedded default (printed at start).
 DEVELOPMENT_SKILL_ID = "amzn1.ask.skill.00000000-0000-4000-8000-000000000000"
 
+#: Where `simulate` and `dialog` serve their stand-in for Alexa's directive API (DESIGN §13).
+#: A fixed port, because the server and the tools load the embedded default separately and
+#: must agree on it; the embedded default lists it in `[dispatch] progressive_hosts`.
+SIMULATOR_API_ORIGIN = "http://127.0.0.1:3009"
+
 EMBEDDED_SOURCE = "embedded default"
 
 
@@ -78,6 +83,10 @@ class DispatchSettings:
     discovery: str = "none"  # "docker": route to swarm services found on the engine socket
     discovery_socket: str | None = None  # default: $DOCKER_HOST (unix://), else the usual socket
     discovery_interval: float = 10.0
+    # Progressive responses (DESIGN §13): seconds a function may take before "One moment."
+    # is sent (0 = never), and origins besides Alexa's API hosts it may be sent to.
+    progressive_after: float = 1.5
+    progressive_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class LocalFunction:
     name: str
     script: Path
     port: int
+    env: Mapping[str, str] = field(default_factory=dict)  # the operator's environment wins
 
 
 @dataclass(frozen=True)
@@ -165,6 +175,35 @@ def _seconds_up_to(high: float) -> Parser:
         return seconds
 
     return parse
+
+
+def _seconds_from_zero_under(limit: float, why: str) -> Parser:
+    """Seconds, 0 included (it turns the thing off), finite, under `limit`."""
+
+    def parse(value: Any) -> float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError("must be a number") from None
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)  # TOML and float() both read inf and nan
+            or value < 0
+        ):
+            raise ValueError("must be a finite number of seconds, 0 or more")
+        if value >= limit:
+            raise ValueError(f"must be under {limit:g} seconds ({why})")
+        return float(value)
+
+    return parse
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    from skill.progressive import origin  # the same rule the sender applies to apiEndpoint
+
+    return tuple(origin(text) for text in _str_list(value))
 
 
 def _seconds_under(limit: float, why: str) -> Parser:
@@ -266,6 +305,9 @@ DISPATCH_KEYS: dict[str, Parser] = {
     "discovery": _choice("none", "docker"),
     "discovery_socket": _str,
     "discovery_interval": _seconds_up_to(3600),
+    # Checked again against the deadline in _check: either may come from the environment.
+    "progressive_after": _seconds_from_zero_under(8, "Alexa waits 8 s for the whole answer"),
+    "progressive_hosts": _origins,
 }
 VERIFICATION_KEYS: dict[str, Parser] = {
     "trusted_roots": _str_list,
@@ -455,6 +497,7 @@ def _check(settings: Settings) -> Settings:
             docker_socket()
         except ValueError as exc:
             raise ConfigError("environment", "DOCKER_HOST", str(exc)) from None
+    _check_progressive(settings)
     if settings.embedded and not _is_loopback(server.host):
         raise ConfigError(
             settings.source,
@@ -463,6 +506,27 @@ def _check(settings: Settings) -> Settings:
             "pass --config to serve elsewhere",
         )
     return replace(settings, server=_admin(settings.source, server))
+
+
+def _check_progressive(settings: Settings) -> None:
+    """A progressive response must be due before the answer's own deadline, or it never is."""
+    dispatch = settings.dispatch
+    if dispatch.progressive_after >= dispatch.deadline:
+        raise ConfigError(
+            settings.source,
+            "dispatch.progressive_after",
+            f"must be under dispatch.deadline ({dispatch.deadline:g} s), or 0 to turn it off",
+        )
+    for name, route in settings.routes.items():
+        if not route.progressive_after:
+            continue
+        deadline = min(dispatch.deadline, route.timeout or dispatch.deadline)
+        if route.progressive_after >= deadline:
+            raise ConfigError(
+                settings.source,
+                f"intents.{_quote(name)}.progressive_after",
+                f"must be under the route's deadline ({deadline:g} s), or 0 to turn it off",
+            )
 
 
 def _admin(source: str, server: ServerSettings) -> ServerSettings:
@@ -656,6 +720,10 @@ def _check_triggers(settings: Settings) -> None:
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "functions"
 
+# Environment of an example function: spacecount is slow on purpose, as the original's remote
+# API was, so `make run` + `dialog` shows a progressive response (SPACECOUNT_DELAY=0 turns it off).
+EMBEDDED_FUNCTION_ENV: dict[str, dict[str, str]] = {"spacecount": {"SPACECOUNT_DELAY": "2"}}
+
 # intent or request type -> (example function folder, extra route keys)
 EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     "SpaceCountIntent": ("spacecount", {"timeout": 3.0}),
@@ -697,7 +765,12 @@ def embedded_default() -> Settings:
     for folder, _ in (*EMBEDDED_ROUTES.values(), *EMBEDDED_RULES.values()):
         ports.setdefault(folder, free_port())
     functions = [
-        LocalFunction(folder, EXAMPLES / folder / "function.py", port)
+        LocalFunction(
+            folder,
+            EXAMPLES / folder / "function.py",
+            port,
+            dict(EMBEDDED_FUNCTION_ENV.get(folder, {})),
+        )
         for folder, port in ports.items()
     ]
     routes = {}
@@ -715,6 +788,8 @@ def embedded_default() -> Settings:
     return Settings(
         server=ServerSettings(host="127.0.0.1", port=3000, workers=1, threads=8),
         skill=SkillSettings(application_ids=(DEVELOPMENT_SKILL_ID,)),
+        # The simulator's stand-in for Alexa's API may receive progressive responses.
+        dispatch=DispatchSettings(progressive_hosts=(SIMULATOR_API_ORIGIN,)),
         routes=routes,
         source=EMBEDDED_SOURCE,
         embedded=True,

@@ -429,10 +429,29 @@ def _resolutions(resolution: Resolution, application_id: str) -> dict[str, Any]:
     return {"resolutionsPerAuthority": [authority]}
 
 
-def envelope(request: Mapping[str, Any], session: SessionState) -> dict[str, Any]:
-    """The complete request envelope around `request`, for the session's state."""
+def envelope(
+    request: Mapping[str, Any],
+    session: SessionState,
+    *,
+    api_url: str | None = None,
+    api_token: str | None = None,
+) -> dict[str, Any]:
+    """The complete request envelope around `request`, for the session's state.
+
+    `api_url` and `api_token` (`apiEndpoint`, `apiAccessToken`) stand in for Alexa's
+    API: the tools' local one (skill/alexa_api.py). Without them the regional endpoint
+    is named and no token is sent, so no progressive response can be posted anywhere.
+    """
     application = {"applicationId": session.application_id}
     user = {"userId": session.user_id}
+    system: dict[str, Any] = {
+        "application": dict(application),
+        "user": dict(user),
+        "device": {"deviceId": session.device_id, "supportedInterfaces": {}},
+        "apiEndpoint": api_url or api_endpoint(str(request.get("locale", ""))),
+    }
+    if api_token is not None:
+        system["apiAccessToken"] = api_token
     return {
         "version": ENVELOPE_VERSION,
         "session": {
@@ -442,14 +461,7 @@ def envelope(request: Mapping[str, Any], session: SessionState) -> dict[str, Any
             "attributes": dict(session.attributes),
             "user": user,
         },
-        "context": {
-            "System": {
-                "application": dict(application),
-                "user": dict(user),
-                "device": {"deviceId": session.device_id, "supportedInterfaces": {}},
-                "apiEndpoint": api_endpoint(str(request.get("locale", ""))),
-            }
-        },
+        "context": {"System": system},
         "request": dict(request),
     }
 

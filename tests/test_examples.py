@@ -127,7 +127,9 @@ def start_function(
     ) -> RunningFunction:
         port = free_port() if port is None else port
         environ = {
-            k: v for k, v in os.environ.items() if k not in {"SPACECOUNT_URL", "FUNKER_PORT"}
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"SPACECOUNT_URL", "SPACECOUNT_DELAY", "FUNKER_PORT"}
         }
         environ.update(env or {})
         argv = ("--host", "127.0.0.1", "--port", str(port)) if args is None else args
@@ -266,6 +268,51 @@ def test_spacecount_refuses_a_live_answer_of_the_wrong_shape(astros_service, mon
     monkeypatch.setenv("SPACECOUNT_URL", astros_service({"message": "failure"}))
 
     assert spacecount.people_in_space() == SNAPSHOT
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, 0.0), ("", 0.0), ("0", 0.0), ("2", 2.0), (" 0.5 ", 0.5)]
+)
+def test_spacecount_delay_is_read_from_its_environment(value, seconds):
+    spacecount = load_function("spacecount")
+    environ = {} if value is None else {"SPACECOUNT_DELAY": value}
+    assert spacecount.delay_seconds(environ) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf", "31"])
+def test_spacecount_refuses_a_delay_that_is_not_a_few_seconds(value):
+    spacecount = load_function("spacecount")
+    with pytest.raises(ValueError, match="SPACECOUNT_DELAY"):
+        spacecount.delay_seconds({"SPACECOUNT_DELAY": value})
+
+
+def test_spacecount_with_a_delay_waits_that_long_before_answering(monkeypatch):
+    spacecount = load_function("spacecount")
+    waited: list[float] = []
+    monkeypatch.setattr(spacecount, "pause", waited.append)
+    monkeypatch.setenv("SPACECOUNT_DELAY", "1.5")
+    monkeypatch.delenv("SPACECOUNT_URL", raising=False)
+
+    answer = spacecount.handle({})
+
+    assert waited == [1.5]
+    assert "people in space" in answer["response"]["outputSpeech"]["text"]
+
+
+def test_spacecount_without_a_delay_does_not_wait(monkeypatch):
+    spacecount = load_function("spacecount")
+    waited: list[float] = []
+    monkeypatch.setattr(spacecount, "pause", waited.append)
+    monkeypatch.delenv("SPACECOUNT_DELAY", raising=False)
+    monkeypatch.delenv("SPACECOUNT_URL", raising=False)
+    spacecount.handle({})
+    assert waited == []
+
+
+def test_spacecount_with_a_bad_delay_exits_at_start_saying_why(start_function):
+    spacecount = start_function("spacecount", env={"SPACECOUNT_DELAY": "soon"})
+    assert spacecount.process.wait(timeout=READY_WITHIN) != 0
+    assert "SPACECOUNT_DELAY='soon'" in spacecount.stderr()
 
 
 # --- hello: the short form, with a reprompt when it lacks a name -------------------

@@ -85,7 +85,12 @@ def trusted_config(dev_ca: DevCA, tmp: Path) -> str:
 def start_server(
     tmp_path_factory: pytest.TempPathFactory, dev_ca: DevCA
 ) -> Iterator[Callable[..., Server]]:
-    """Start `funker-dispatch serve` with routes appended to a dev-CA-trusting config."""
+    """Start `funker-dispatch serve` with routes appended to a dev-CA-trusting config.
+
+    Progressive responses are off (`FUNKER_DISPATCH_PROGRESSIVE_AFTER=0`) unless a test's
+    `env` turns them on: `envelope()` names Alexa's real API, and a slow function must
+    never make a test server POST to it (DESIGN §13).
+    """
     servers: list[Server] = []
     tmp_path = tmp_path_factory.mktemp("server")
 
@@ -107,6 +112,7 @@ def start_server(
             **os.environ,
             "FUNKER_DISPATCH_HOME": str(tmp_path / "home"),
             "FUNKER_DISPATCH_SERVER_ADMIN_PORT": str(admin_port),
+            "FUNKER_DISPATCH_PROGRESSIVE_AFTER": "0",
             **(env or {}),
         }
         environment.pop("FUNKER_DISPATCH_CONFIG", None)

@@ -15,6 +15,8 @@ import threading
 FAITHFUL_TEXT = "There's currently 6 people in space & 1 < 2"
 # A directive type no installed SDK knows (a newer APL one, say): must pass untouched.
 FUTURE_DIRECTIVE = {"type": "Alexa.Presentation.APL.FutureThing", "token": "t", "x": {"y": [1, 2]}}
+#: How long mode "slow" takes to answer.
+SLOW_SECONDS = 2.0
 
 REPLIES = {
     # The seed's functions answered a full Alexa envelope.
@@ -79,6 +81,7 @@ REPLIES = {
             }
         },
     },
+    "slow": lambda p: {"speech": "Sorry to keep you waiting."},
     # Echoes what it received, so tests can see the payload the dispatcher sent.
     "echo": lambda p: {"speech": "echo", "session_attributes": {"received": p}},
 }
@@ -112,6 +115,8 @@ def answer(conn: socket.socket, mode: str) -> None:
             chunks.append(chunk)
         if mode == "stall":
             threading.Event().wait()  # never answers
+        if mode == "slow":
+            threading.Event().wait(SLOW_SECONDS)  # slow on purpose: earns a progressive response
         if mode == "close":
             return
         if mode == "badjson":

@@ -33,6 +33,11 @@ def embedded(tmp_path_factory):
     env["FUNKER_DISPATCH_HOME"] = str(home)
     # Not port + 1: on a busy machine that port may be some other test's.
     env["FUNKER_DISPATCH_SERVER_ADMIN_PORT"] = str(free_port())
+    # The sample request below names Alexa's real API and carries a token: with spacecount
+    # slow (the embedded default's 2 s) it would earn a progressive response, which must
+    # never leave the machine. tests/e2e/test_progressive.py shows them, on loopback.
+    env["FUNKER_DISPATCH_PROGRESSIVE_AFTER"] = "0"
+    env["SPACECOUNT_DELAY"] = "0"
     process = subprocess.Popen(
         [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
         stdout=log_path.open("wb"),

@@ -9,14 +9,20 @@ the shape of open-notify's astros.json). Set `SPACECOUNT_URL` to ask a live
 service of that shape instead; any failure there falls back to the snapshot,
 because a stale number is a better answer than an apology.
 
+`SPACECOUNT_DELAY` (seconds, default 0) makes every answer take that long, as
+the original's remote API did: the embedded default sets 2, so a developer
+hears the dispatcher's progressive response ("One moment.") before the answer.
+
 Run: python examples/functions/spacecount/function.py --port 9101
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import threading
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +32,28 @@ SNAPSHOT = Path(__file__).resolve().with_name("people-in-space.json")
 LIVE_URL_ENV = "SPACECOUNT_URL"
 # Well inside the dispatcher's deadline (6.5 s), leaving room for the fallback answer.
 LIVE_TIMEOUT = 2.0
+DELAY_ENV = "SPACECOUNT_DELAY"
+# Past the dispatcher's deadline a delay only demonstrates the apology.
+MAX_DELAY = 30.0
+
+
+def delay_seconds(environ: dict[str, str] | None = None) -> float:
+    """`SPACECOUNT_DELAY` in seconds (0 when unset); ValueError when it is not 0 to 30."""
+    text = (os.environ if environ is None else environ).get(DELAY_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(f"{DELAY_ENV}={text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY:
+        raise ValueError(f"{DELAY_ENV}={text!r} must be from 0 to {MAX_DELAY:g} seconds")
+    return seconds
+
+
+def pause(seconds: float) -> None:
+    # An Event nobody sets: a wait that a test can replace, unlike time.sleep in a handler.
+    threading.Event().wait(seconds)
 
 
 def load_snapshot(path: Path = SNAPSHOT) -> dict[str, Any]:
@@ -81,6 +109,9 @@ def speech(number: int) -> str:
 
 def handle(payload: dict[str, Any]) -> dict[str, Any]:
     """Answer any request (the payload is not needed) with a complete Alexa response."""
+    delay = delay_seconds()
+    if delay:
+        pause(delay)  # slow on purpose, like the remote API the original asked
     astros = people_in_space()
     return {
         "version": "1.0",
@@ -100,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Imported here so `handle` can be imported and tested without the protocol layer.
     from dispatch.funker import run
 
+    try:
+        delay_seconds()  # a bad setting fails at start, not at the first request
+    except ValueError as exc:
+        raise SystemExit(f"spacecount: {exc}") from None
     run(handle, argv, description="Funker function: people in space.")
 
 
