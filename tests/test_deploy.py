@@ -144,6 +144,26 @@ def test_dockerfile_passes_hadolint_at_warning_threshold(path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_dockerfile_needs_no_frontend_image_from_a_registry(path):
+    # `# syntax=` makes BuildKit pull its frontend from Docker Hub first; Docker
+    # 20.10's built-in frontend knows everything these files use (RUN --mount).
+    first = path.read_text(encoding="utf-8").lstrip().splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first, re.IGNORECASE), first
+
+
+@pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_dockerfile_leaves_the_platform_arguments_of_from_to_buildkit(path):
+    # Docker 20.10's BuildKit blanks an automatic platform ARG that is declared
+    # without a value before the first FROM: `FROM toolchain-${TARGETARCH}`
+    # then fails with "invalid reference format".
+    steps = instructions(path)
+    first_from = next(i for i, step in enumerate(steps) if step.keyword == "FROM")
+    automatic = re.compile(r"(TARGET|BUILD)(PLATFORM|OS|ARCH|VARIANT)\b")
+    declared = [s.arguments for s in steps[:first_from] if s.keyword == "ARG"]
+    assert not [arg for arg in declared if automatic.match(arg)], declared
+
+
 # --- the dispatcher image -----------------------------------------------------
 
 
