@@ -20,7 +20,6 @@ import re
 import secrets
 import socket
 import subprocess
-import threading
 import time
 import tomllib
 import urllib.request
@@ -49,7 +48,6 @@ from tests.swarm.engine import (
     wait_for,
 )
 from tests.swarm.exercises import (
-    EXERCISES,
     FUNKER_DISPATCH,
     Answer,
     answering_host,
@@ -476,12 +474,11 @@ def test_rolling_config_update_under_a_stream_of_requests(stack, deployed, repor
     exercise = exercise_for("hello", deployed)
     assert dispatcher_on(stack, "1")
     answers: list[tuple[float, Future[Answer]]] = []
-    replaced = threading.Event()
     started, started_wall = time.monotonic(), time.time()
     with ThreadPoolExecutor(max_workers=16) as pool:
         update: Future[None] | None = None
-        watcher: Future[bool] | None = None
-        while len(answers) < STREAM_REQUESTS or not replaced.is_set():
+        replaced: Future[object] | None = None  # done once only v2 dispatchers run
+        while len(answers) < STREAM_REQUESTS or not (replaced and replaced.done()):
             assert len(answers) < 4 * STREAM_REQUESTS, "the update never finished replacing"
             # The stream's own clock: request i leaves at started + i * pace. This
             # paces a load; it waits for no state of the swarm.
@@ -491,17 +488,13 @@ def test_rolling_config_update_under_a_stream_of_requests(stack, deployed, repor
             )
             if len(answers) == 5:
                 update = pool.submit(stack.deploy, DISPATCH_CONFIG_VERSION="2")
-            if update is not None and update.done() and watcher is None:
+            if update is not None and update.done() and replaced is None:
                 update.result()  # a failed `docker stack deploy` fails here
-
-                def watch() -> bool:
-                    wait_for(lambda: dispatcher_on(stack, "2"), 240, "v2 dispatchers", every=1.0)
-                    replaced.set()
-                    return True
-
-                watcher = pool.submit(watch)
-            if watcher is not None and watcher.done():
-                watcher.result()  # a timeout there fails here
+                replaced = pool.submit(
+                    wait_for, lambda: dispatcher_on(stack, "2"), 240, "v2 dispatchers", 1.0
+                )
+        assert replaced is not None
+        replaced.result()  # a timeout there fails here
         results = [(at, future.result()) for at, future in answers]
     lost = [(at, a) for at, a in results if not a.matches(exercise)]
     wait_for(
@@ -526,7 +519,7 @@ def test_rolling_config_update_under_a_stream_of_requests(stack, deployed, repor
     allowed = NO_IPVS_LOSS_ALLOWED if stack.dnsrr else 0
     assert len(lost) <= allowed, [(round(at, 1), a.summary()) for at, a in lost]
     wait_for(stack.public_healthz, 60, "the public /healthz after the update")
-    assert ask(stack.url, EXERCISES["hello"], stack.home).matches(exercise)
+    assert ask(stack.url, exercise, stack.home).matches(exercise)
 
 
 def test_stack_rm_leaves_nothing(stack, report):
