@@ -1,7 +1,14 @@
-# syntax=docker/dockerfile:1
 # Production image of the dispatcher: granian serving the skill on :3000 (admin on :3001).
 #
-# Build from the repository root with BuildKit (buildx), for the swarm's platforms:
+# Build from the repository root with BuildKit. For this machine's platform,
+# with no build arguments and nothing pulled but the base image (proven on
+# Docker 20.10 with its built-in BuildKit; add --network host where build
+# containers have no route out, as on the CI machine's engine):
+#
+#   docker build -t funker-dispatch .
+#
+# For the swarm's platforms, with current Docker and buildx (not provable on
+# an engine without QEMU and a registry; hadolint checks the file):
 #
 #   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 \
 #     --build-arg VERSION=0.1.0 --build-arg SOURCE_URL="$(git remote get-url origin)" \
@@ -19,9 +26,13 @@
 # release (trixie) because its rustc must meet cryptography's minimum Rust.
 
 ARG PYTHON_IMAGE=python:3.12-slim-trixie
-# Set by BuildKit for each platform built; they pick the toolchain stage below.
-ARG TARGETARCH
-ARG TARGETVARIANT
+# TARGETARCH and TARGETVARIANT, which pick the toolchain stage below, are
+# BuildKit's automatic platform arguments, already in the global scope for
+# FROM. They are deliberately not declared here: Docker 20.10's built-in
+# BuildKit (0.8) lets an `ARG TARGETARCH` without a value blank them, and
+# `FROM toolchain-` then fails with "invalid reference format".
+# No `# syntax=` line either: that BuildKit would pull the frontend image from
+# Docker Hub; the built-in frontend already knows RUN --mount.
 
 # --- toolchain: nothing extra where PyPI has wheels --------------------------
 # One stage per platform; a platform without one (say linux/386) fails the

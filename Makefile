@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fuzz bench clean
+.PHONY: run test test-swarm lint fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
@@ -16,10 +16,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/funker-dispatch serve
 
+# tests/swarm needs a Docker engine and takes minutes: `make test-swarm` runs it.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/swarm
+
+# Builds every image of docker-stack.yml from the working tree and deploys the
+# stack on the engine's swarm ($DOCKER, else docker on PATH); skipped, saying
+# so, when no engine answers `docker info`.
+test-swarm: $(STAMP)
+	$(BIN)/python -m pytest tests/swarm
 
 # The long fuzz run; `make test` runs a bounded one (150 examples per property).
 fuzz: $(STAMP)

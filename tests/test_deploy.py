@@ -8,6 +8,7 @@ read as text, the build context through the .dockerignore rules.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import os
 import re
@@ -35,7 +36,13 @@ DOCKERFILE = ROOT / "Dockerfile"
 STACK = ROOT / "docker-stack.yml"
 PROD_CONFIG = ROOT / "deploy" / "dispatch.toml"
 CONFIG_TARGET = "/etc/funker-dispatch/dispatch.toml"
-FUNCTIONS = ("spacecount", "hello", "hostname", "captains")
+DNSRR_OVERRIDE = ROOT / "deploy" / "stack.dnsrr.yml"
+# The examples the design names; every folder of examples/functions/ with a
+# Dockerfile is checked as a stack service (FUNCTIONS), so added ones are too.
+INTENT_EXAMPLES = ("spacecount", "hello", "hostname", "captains")
+FUNCTIONS = tuple(
+    sorted(p.parent.name for p in (ROOT / "examples" / "functions").glob("*/Dockerfile"))
+)
 # Variables the stack interpolates; cleared so the defaults are what is checked.
 STACK_VARIABLES = ("REGISTRY", "TAG", "PUBLISHED_PORT", "DISPATCH_CONFIG_VERSION")
 
@@ -130,6 +137,7 @@ def hadolint() -> str:
 
 def test_the_repository_has_the_dispatcher_and_one_dockerfile_per_example_function():
     names = {path.relative_to(ROOT).as_posix() for path in dockerfiles()}
+    assert set(INTENT_EXAMPLES) <= set(FUNCTIONS)
     assert {"Dockerfile", *(f"examples/functions/{f}/Dockerfile" for f in FUNCTIONS)} <= names
 
 
@@ -142,6 +150,26 @@ def test_dockerfile_passes_hadolint_at_warning_threshold(path):
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_dockerfile_needs_no_frontend_image_from_a_registry(path):
+    # `# syntax=` makes BuildKit pull its frontend from Docker Hub first; Docker
+    # 20.10's built-in frontend knows everything these files use (RUN --mount).
+    first = path.read_text(encoding="utf-8").lstrip().splitlines()[0]
+    assert not re.match(r"#\s*syntax\s*=", first, re.IGNORECASE), first
+
+
+@pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_dockerfile_leaves_the_platform_arguments_of_from_to_buildkit(path):
+    # Docker 20.10's BuildKit blanks an automatic platform ARG that is declared
+    # without a value before the first FROM: `FROM toolchain-${TARGETARCH}`
+    # then fails with "invalid reference format".
+    steps = instructions(path)
+    first_from = next(i for i, step in enumerate(steps) if step.keyword == "FROM")
+    automatic = re.compile(r"(TARGET|BUILD)(PLATFORM|OS|ARCH|VARIANT)\b")
+    declared = [s.arguments for s in steps[:first_from] if s.keyword == "ARG"]
+    assert not [arg for arg in declared if automatic.match(arg)], declared
 
 
 # --- the dispatcher image -----------------------------------------------------
@@ -305,17 +333,20 @@ def test_build_context_leaves_out_what_no_image_needs(relative):
 # --- the swarm stack ----------------------------------------------------------
 
 
-def stack_config(**variables: str) -> dict[str, Any]:
+def stack_config(*overrides: Path, **variables: str) -> dict[str, Any]:
     """`docker stack config` output: the file as the swarm gets it, variables interpolated.
 
-    Only the given stack variables are set, so the defaults are what is checked.
+    Override files are merged after docker-stack.yml, as `docker stack deploy
+    -c docker-stack.yml -c OVERRIDE` merges them. Only the given stack
+    variables are set, so the defaults are what is checked.
     """
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("docker CLI not installed: `docker stack config` cannot validate the stack")
     environ = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
+    files = [arg for path in (STACK, *overrides) for arg in ("-c", str(path))]
     result = subprocess.run(
-        [docker, "stack", "config", "-c", str(STACK)],
+        [docker, "stack", "config", *files],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -441,6 +472,63 @@ def test_function_is_reached_only_over_the_network_and_never_probed(stack, name)
     assert "healthcheck" not in service
 
 
+# --- the override for nodes without IPVS ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dnsrr_stack() -> dict[str, Any]:
+    return stack_config(DNSRR_OVERRIDE)
+
+
+def test_stack_balances_through_service_vips_by_default(stack):
+    for name, service in stack["services"].items():
+        assert service["deploy"].get("endpoint_mode", "vip") == "vip", name
+
+
+def test_without_ipvs_every_service_resolves_by_dns_round_robin(stack, dnsrr_stack):
+    # A service left on a VIP is unreachable where the kernel has no IPVS.
+    assert set(dnsrr_stack["services"]) == set(stack["services"])
+    for name, service in dnsrr_stack["services"].items():
+        assert service["deploy"].get("endpoint_mode") == "dnsrr", (
+            f"deploy/stack.dnsrr.yml has no `{name}: *dnsrr` entry"
+        )
+
+
+def test_without_ipvs_the_dispatcher_publishes_its_port_in_host_mode_once_per_node(dnsrr_stack):
+    dispatcher = dnsrr_stack["services"]["dispatcher"]
+    assert dispatcher["ports"] == [
+        {"target": 3000, "published": 3000, "protocol": "tcp", "mode": "host"}
+    ]
+    deploy = dispatcher["deploy"]
+    assert deploy["replicas"] == 1
+    assert deploy["placement"]["max_replicas_per_node"] == 1
+    # One node binds the port once: the old replica must stop before the new one starts.
+    assert deploy["update_config"]["order"] == "stop-first"
+    assert deploy["rollback_config"]["order"] == "stop-first"
+
+
+def test_without_ipvs_the_published_port_variable_replaces_the_ingress_port():
+    # Compose merges ports by published port: both files must use the same one.
+    ports = stack_config(DNSRR_OVERRIDE, PUBLISHED_PORT="8443")["services"]["dispatcher"]["ports"]
+    assert ports == [{"target": 3000, "published": 8443, "protocol": "tcp", "mode": "host"}]
+
+
+def test_without_ipvs_nothing_else_of_the_stack_changes(stack, dnsrr_stack):
+    def without_overridden(config: dict[str, Any]) -> dict[str, Any]:
+        config = copy.deepcopy(config)
+        for name, service in config["services"].items():
+            service["deploy"].pop("endpoint_mode", None)
+            if name == "dispatcher":
+                service.pop("ports")
+                for key in ("replicas", "placement"):
+                    service["deploy"].pop(key, None)
+                for key in ("update_config", "rollback_config"):
+                    service["deploy"][key].pop("order")
+        return config
+
+    assert without_overridden(dnsrr_stack) == without_overridden(stack)
+
+
 # --- the production config ----------------------------------------------------
 
 
@@ -462,9 +550,9 @@ def test_production_config_serves_on_the_port_the_image_exposes(prod):
 def test_production_routes_point_at_the_stacks_function_services(prod):
     services = yaml.safe_load(STACK.read_text(encoding="utf-8"))["services"]
     hosts = {route.host for route in prod.routes.values()}
-    assert hosts == set(FUNCTIONS)
+    assert set(INTENT_EXAMPLES) <= hosts <= set(FUNCTIONS)
     assert hosts <= set(services)
-    for name in FUNCTIONS:
+    for name in hosts:
         exposed = only(final_stage(ROOT / "examples" / "functions" / name / "Dockerfile"), "EXPOSE")
         assert [r.port for r in prod.routes.values() if r.host == name] == [int(exposed)]
 
