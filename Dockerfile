@@ -60,6 +60,7 @@ COPY pyproject.toml README.md ./
 COPY skill/ skill/
 COPY dispatch/ dispatch/
 COPY verification/ verification/
+COPY triggers/ triggers/
 # The cache mount keeps wheels compiled on armv7 between builds; nothing of it
 # lands in a layer.
 RUN --mount=type=cache,target=/root/.cache/pip \

@@ -231,6 +231,23 @@ def test_image_installs_wheels_built_in_an_earlier_stage():
     assert "pip install --no-cache-dir --no-index" in install
 
 
+def test_the_wheel_is_built_from_every_package_the_distribution_ships():
+    # A package left out of the builder's COPY makes a wheel that imports nothing
+    # of it: the image then dies at start (triggers/ was, until a real engine ran it).
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {
+        name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    copied = {
+        step.arguments.split()[0].rstrip("/")
+        for step in instructions(DOCKERFILE)
+        if step.keyword == "COPY" and "--from" not in step.arguments
+    }
+    assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"
+
+
 def test_every_platform_of_the_build_command_has_a_toolchain_stage():
     header = DOCKERFILE.read_text(encoding="utf-8")
     platforms = re.search(r"--platform (\S+)", header)
