@@ -19,7 +19,7 @@ RECEIVED = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 def parse(document) -> list:
     raw = document if isinstance(document, bytes) else json.dumps(document).encode()
-    return list(parse_delivery(raw, received=RECEIVED))
+    return list(parse_delivery(raw, received=RECEIVED).events)
 
 
 def test_one_envelope_is_one_eventbridge_event():
@@ -53,6 +53,8 @@ def test_a_pipes_batch_is_one_event_per_element_in_order():
 def test_a_single_record_outside_a_batch_and_an_empty_batch():
     assert [e.source for e in parse(BATCH[0])] == ["dynamodb"]
     assert parse([]) == []
+    assert parse_delivery(b"\xef\xbb\xbf[]", received=RECEIVED).batch  # a BOM is allowed
+    assert not parse_delivery(json.dumps(EC2).encode(), received=RECEIVED).batch
 
 
 def test_an_envelope_without_time_gets_the_receive_time():

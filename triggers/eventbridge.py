@@ -20,6 +20,7 @@ right by being sent again, and its dead-letter queue keeps it for the operator.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,14 +30,22 @@ from triggers.events import Event, MalformedDelivery, parse_json
 EVENTBRIDGE = "eventbridge"
 
 
-def parse_delivery(body: bytes, *, received: datetime) -> tuple[Event, ...]:
-    """The events of one delivery, in the order sent; MalformedDelivery when it is not one."""
+@dataclass(frozen=True)
+class Contents:
+    """What one delivery carried: its events in the order sent, and whether it was a batch."""
+
+    events: tuple[Event, ...]
+    batch: bool
+
+
+def parse_delivery(body: bytes, *, received: datetime) -> Contents:
+    """The events of one delivery; MalformedDelivery when it is not one."""
     try:
         document = parse_json(body)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise MalformedDelivery("body is not JSON") from None
     if isinstance(document, dict):
-        return (_element(document, received),)
+        return Contents((_element(document, received),), batch=False)
     if isinstance(document, list):
         events = []
         for index, element in enumerate(document):
@@ -44,7 +53,7 @@ def parse_delivery(body: bytes, *, received: datetime) -> tuple[Event, ...]:
                 events.append(_element(element, received))
             except MalformedDelivery as exc:
                 raise MalformedDelivery(f"batch element {index}: {exc.message}") from None
-        return tuple(events)
+        return Contents(tuple(events), batch=True)
     raise MalformedDelivery("body is neither an event, a DynamoDB record nor a batch of them")
 
 
