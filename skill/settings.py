@@ -844,6 +844,10 @@ EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
 
 #: The development topic the embedded default allowlists; `events send` publishes to it.
 DEVELOPMENT_TOPIC = "arn:aws:sns:us-east-1:123456789012:funker-dispatch-dev"
+#: The embedded default's EventBridge API key and GitHub webhook secret: development only, on
+#: loopback; `events send` authenticates with them. A real config reads its own from files.
+DEVELOPMENT_EVENTBRIDGE_API_KEY = "funker-dispatch-development-api-key"
+DEVELOPMENT_GITHUB_SECRET = b"funker-dispatch-development-webhook-secret"
 # rule name -> (example function folder, rule keys): the events the example functions remember.
 EMBEDDED_RULES: dict[str, tuple[str, dict[str, Any]]] = {
     "alarms": ("alarms", {"source": "cloudwatch"}),
@@ -890,7 +894,9 @@ def embedded_default() -> Settings:
         functions=tuple(functions),
         trust_dev_ca=True,
         triggers=TriggerSettings(
-            sns=SnsTriggerSettings(topics=(DEVELOPMENT_TOPIC,), confirm="log")
+            sns=SnsTriggerSettings(topics=(DEVELOPMENT_TOPIC,), confirm="log"),
+            eventbridge=EventBridgeTriggerSettings(api_key=DEVELOPMENT_EVENTBRIDGE_API_KEY),
+            github=GitHubTriggerSettings(secret=DEVELOPMENT_GITHUB_SECRET),
         ),
         rules=rules,
     )

@@ -62,6 +62,7 @@ class Server:
     process: subprocess.Popen[bytes]
     log_file: Any = None
     admin_url: str = ""  # the admin listener: /readyz, /metrics, /intents
+    config: Path | None = None  # the configuration it serves
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -136,6 +137,7 @@ def start_server(
             process,
             log_file,
             admin_url=f"{scheme}://127.0.0.1:{admin_port}",
+            config=config,
         )
         servers.append(server)
 
@@ -277,7 +279,7 @@ class EventFunction:
         return [payload["id"] for payload in self.payloads()]
 
     def fail(self, *ids: str) -> None:
-        """Hang up on these event ids from now on (none: work again)."""
+        """Hang up on these event ids from now on (`*`: on all; none: work again)."""
         self.fail_file.write_text("".join(f"{i}\n" for i in ids))
 
     def route(self) -> str:

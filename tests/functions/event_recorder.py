@@ -3,9 +3,10 @@
 Run as `python event_recorder.py --port P --record FILE [--fail FILE]`. Each
 request's JSON payload is appended to FILE as one line *before* the answer,
 so by the time the dispatcher has answered its sender the call is on disk.
-When the payload's `id` is a line of the --fail file (read on every call, so
-a test can fix the function between a delivery and its retry) it hangs up
-without answering, as a crashing function would. Prints "ready" once listening.
+When the payload's `id` (or `*`, for every id) is a line of the --fail file
+(read on every call, so a test can fix the function between a delivery and
+its retry) it hangs up without answering, as a crashing function would.
+Prints "ready" once listening.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def answer(conn: socket.socket, record: Path, fail: Path | None, lock: threading
         payload = json.loads(b"".join(chunks))
         with lock, record.open("a", encoding="utf-8") as out:
             out.write(json.dumps(payload) + "\n")
-        if isinstance(payload, dict) and payload.get("id") in failing_ids(fail):
+        failing = failing_ids(fail)
+        if "*" in failing or (isinstance(payload, dict) and payload.get("id") in failing):
             return
         conn.sendall(b'{"ok": true}')
 
