@@ -310,4 +310,12 @@ def _print_embedded_banner(settings: Settings) -> None:
             "  try events    funker-dispatch events send cloudwatch, then "
             'funker-dispatch simulate "what is the alarm status"',
         ]
+    for name, path in (("eventbridge", "/events/eventbridge"), ("github", "/events/github")):
+        if getattr(settings.triggers, name) is not None:
+            lines.append(f"  events        POST http://{server.host}:{server.port}{path}")
+    if settings.triggers.github is not None:
+        lines.append(
+            "  try webhooks  funker-dispatch events send github, then "
+            'funker-dispatch simulate "what was the last deploy"'
+        )
     print("\n".join(lines), file=sys.stderr, flush=True)

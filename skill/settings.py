@@ -840,6 +840,7 @@ EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     # The two faces of one function: events go in (EMBEDDED_RULES), Alexa asks.
     "AlarmStatusIntent": ("alarms", {}),
     "UploadsIntent": ("uploads", {}),
+    "LastDeployIntent": ("deploys", {}),
 }
 
 #: The development topic the embedded default allowlists; `events send` publishes to it.
@@ -852,6 +853,11 @@ DEVELOPMENT_GITHUB_SECRET = b"funker-dispatch-development-webhook-secret"
 EMBEDDED_RULES: dict[str, tuple[str, dict[str, Any]]] = {
     "alarms": ("alarms", {"source": "cloudwatch"}),
     "uploads": ("uploads", {"source": "s3", "event": "ObjectCreated:*"}),
+    "deploys": ("deploys", {"source": "github", "event": "push"}),
+    # Examples of the two EventBridge sources, so `events send eventbridge|dynamodb` reaches a
+    # function: deploys answers them and keeps nothing. Point such rules at your own functions.
+    "instances": ("deploys", {"source": "eventbridge", "event_source": "aws.ec2"}),
+    "orders": ("deploys", {"source": "dynamodb", "table": "Orders"}),
 }
 
 
@@ -862,7 +868,8 @@ def embedded_default() -> Settings:
     does not collide with a running `make run`. A function serving both an
     intent and a rule is one process on one port. SNS is on with the
     development topic allowlisted; confirmations are only logged, so nothing
-    reaches AWS.
+    reaches AWS. EventBridge and GitHub are on with development credentials
+    (`events send` uses the same).
     """
     from triggers.rules import parse_rule
 
