@@ -291,3 +291,15 @@ def test_the_deploys_process_remembers_a_push_and_answers_alexa(start_function):
     assert answer["speech"] == (
         "The last push to acme/site main was by baxterthehacker: Update README.md."
     )
+
+
+@pytest.mark.parametrize("name", ["alarms", "uploads", "deploys"])
+def test_the_stack_runs_each_stateful_example_as_one_replica_on_the_funker_network(name):
+    import yaml
+
+    stack = yaml.safe_load((Path(__file__).parents[1] / "docker-stack.yml").read_text())
+    service = stack["services"][name]
+    assert service["image"] == f"${{REGISTRY:-}}funker-dispatch/{name}:${{TAG:-latest}}"
+    assert service["build"]["dockerfile"] == f"examples/functions/{name}/Dockerfile"
+    assert service["deploy"]["replicas"] == 1  # its memory is the state Alexa asks about
+    assert service["networks"] == ["funker"] and "ports" not in service
