@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from triggers.dynamodb import item, number, plain, record_event, table_name
 from triggers.events import MalformedDelivery, payload
@@ -152,3 +154,23 @@ def test_the_creation_time_in_seconds_or_milliseconds_else_the_receive_time():
     assert at(1764580445.25) == "2025-12-01T09:14:05.250Z"
     assert at(1764580445250) == "2025-12-01T09:14:05.250Z"
     assert at(None) == at("yesterday") == at(True) == "2026-12-01T09:00:00.000Z"
+
+
+@given(st.integers())
+def test_any_integer_comes_back_exact_an_int_within_two_to_the_53_else_its_digits(n):
+    from skill.eventsamples import to_dynamodb
+
+    assert plain(to_dynamodb(n)) == (n if abs(n) <= 2**53 else str(n))
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
+def test_plain_json_written_as_dynamodb_json_reads_back_the_same(value):
+    from skill.eventsamples import to_dynamodb
+
+    assert plain(to_dynamodb(value)) == value
