@@ -175,7 +175,7 @@ def create_app(settings: Settings) -> Flask:
     app.teardown_request(_request_done)
     _json_errors(app)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
-    events.register(app, settings)  # POST /events/sns, when [triggers.sns] exists
+    events.register(app, settings)  # POST /events/X for each [triggers.X] table
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
     return app

@@ -1,30 +1,47 @@
-"""The event endpoints' thin Flask view, POST /events/sns (DESIGN §11); the work is in triggers/.
+"""The event endpoints' thin Flask view, POST /events/sns, /eventbridge, /github (DESIGN §11).
 
-The view hands the raw body and headers to `triggers.endpoint.SnsEndpoint`
-and writes its answer; what happened becomes one JSON log line per delivery
-and per rule fired, and the event metrics. Message bodies are never logged.
+The view hands the raw body and headers to the endpoint of its path
+(`triggers.endpoint`) and writes its answer; what happened becomes one JSON
+log line per delivery and per rule fired, and the event metrics. Bodies and
+secrets are never logged.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask, Response, current_app, jsonify, request
 
 from dispatch.funker import DEFAULT_MAX_RESPONSE_BYTES
 from skill.observability import log_request, metrics
 from skill.settings import Settings
-from triggers.endpoint import Delivery, SnsEndpoint
+from triggers.endpoint import Delivery, EventBridgeEndpoint, GitHubEndpoint, SnsEndpoint
 from triggers.fanout import Fanout, Memory
+from verification import EventBridgeAuth, GitHubSignature
 
 log = logging.getLogger("funker_dispatch")
 
 SNS_PATH = "/events/sns"
+EVENTBRIDGE_PATH = "/events/eventbridge"
+GITHUB_PATH = "/events/github"
 SNS_VIEW = "events_sns"
-SOURCE = "sns"
-_STATE = "funker_dispatch_sns"
+#: Each endpoint's path by trigger: the `[triggers.X]` table, the log's "trigger", the metric's.
+PATHS = {"sns": SNS_PATH, "eventbridge": EVENTBRIDGE_PATH, "github": GITHUB_PATH}
+_STATE = "funker_dispatch_events"
+
+
+class Endpoint(Protocol):
+    def receive(self, headers: Any, body: bytes) -> Delivery: ...
+
+
+def _fanout(settings: Settings, deadline: float, max_age: float) -> Fanout:
+    return Fanout(
+        deadline,
+        Memory(max_age),
+        max_response_bytes=settings.dispatch.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
+    )
 
 
 def sns_endpoint(settings: Settings) -> SnsEndpoint | None:
@@ -35,70 +52,103 @@ def sns_endpoint(settings: Settings) -> SnsEndpoint | None:
     verifier = sns_verifier(settings)
     if sns is None or verifier is None:
         return None
-    fanout = Fanout(
-        sns.deadline,
-        Memory(sns.max_age),
-        max_response_bytes=settings.dispatch.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
-    )
     return SnsEndpoint(
         verifier,
         list(settings.rules.values()),
-        fanout,
+        _fanout(settings, sns.deadline, sns.max_age),
         confirm=sns.confirm,
         allow_raw=sns.allow_raw,
     )
 
 
-def register(app: Flask, settings: Settings) -> None:
-    """Add POST /events/sns when `[triggers.sns]` exists (else the path is the usual 404)."""
-    endpoint = sns_endpoint(settings)
-    if endpoint is None:
-        return
-    if settings.triggers.sns is not None and settings.triggers.sns.allow_raw:
-        log.warning("[triggers.sns] allow_raw: raw SNS deliveries are accepted UNAUTHENTICATED")
-    app.extensions[_STATE] = endpoint
-    app.add_url_rule(
-        SNS_PATH,
-        endpoint=SNS_VIEW,
-        view_func=_sns_view,
-        methods=["POST"],
-        provide_automatic_options=False,
+def eventbridge_endpoint(settings: Settings) -> EventBridgeEndpoint | None:
+    """The EventBridge endpoint, or None without a `[triggers.eventbridge]` table."""
+    table = settings.triggers.eventbridge
+    if table is None:
+        return None
+    if table.api_key is not None:
+        auth = EventBridgeAuth.api_key(table.api_key_header, table.api_key)
+    else:  # settings guarantee one or the other
+        auth = EventBridgeAuth.basic(table.username or "", table.password or "")
+    return EventBridgeEndpoint(
+        auth, list(settings.rules.values()), _fanout(settings, table.deadline, table.max_age)
     )
 
 
+def github_endpoint(settings: Settings) -> GitHubEndpoint | None:
+    """The GitHub endpoint, or None without a `[triggers.github]` table."""
+    table = settings.triggers.github
+    if table is None or table.secret is None:
+        return None
+    return GitHubEndpoint(
+        GitHubSignature(table.secret),
+        list(settings.rules.values()),
+        _fanout(settings, table.deadline, table.max_age),
+    )
+
+
+def register(app: Flask, settings: Settings) -> None:
+    """Add POST /events/X for each `[triggers.X]` table (else that path is the usual 404)."""
+    built: dict[str, Endpoint | None] = {
+        "sns": sns_endpoint(settings),
+        "eventbridge": eventbridge_endpoint(settings),
+        "github": github_endpoint(settings),
+    }
+    if settings.triggers.sns is not None and settings.triggers.sns.allow_raw:
+        log.warning("[triggers.sns] allow_raw: raw SNS deliveries are accepted UNAUTHENTICATED")
+    endpoints = {trigger: endpoint for trigger, endpoint in built.items() if endpoint is not None}
+    app.extensions[_STATE] = endpoints
+    for trigger in endpoints:
+        app.add_url_rule(
+            PATHS[trigger],
+            endpoint=f"events_{trigger}",
+            view_func=_view,
+            methods=["POST"],
+            provide_automatic_options=False,
+            defaults={"trigger": trigger},
+        )
+
+
 def body_caps(settings: Settings) -> dict[str, int]:
-    """The body cap of each event path that is on (SNS: 320 KiB unless configured)."""
-    sns = settings.triggers.sns
-    return {SNS_PATH: sns.max_body_bytes} if sns is not None else {}
+    """The body cap of each event path that is on (SNS 320 KiB, EventBridge 1 MiB, GitHub 25)."""
+    tables = {
+        "sns": settings.triggers.sns,
+        "eventbridge": settings.triggers.eventbridge,
+        "github": settings.triggers.github,
+    }
+    return {PATHS[name]: table.max_body_bytes for name, table in tables.items() if table}
 
 
-def _sns_view() -> Response:
+def _view(trigger: str) -> Response:
     began = time.perf_counter()
-    cap = body_caps(current_app.config["SETTINGS"])[SNS_PATH]
-    # Any Content-Type: SNS sends text/plain. The raw bytes are what is verified.
+    cap = body_caps(current_app.config["SETTINGS"])[PATHS[trigger]]
+    # Any Content-Type: SNS sends text/plain, and each endpoint knows its own sender's.
+    # The raw bytes are what is verified.
     body = request.get_data(cache=False)
     if len(body) > cap:  # the server's bridge refuses it unread; this is for direct WSGI use
         response = jsonify(error="too-large", message=f"body larger than {cap} bytes")
         response.status_code = 413
         return response
-    endpoint: SnsEndpoint = current_app.extensions[_STATE]
+    endpoint: Endpoint = current_app.extensions[_STATE][trigger]
     delivery = endpoint.receive(request.headers, body)
     try:
-        observe(delivery, (time.perf_counter() - began) * 1000)
+        observe(delivery, (time.perf_counter() - began) * 1000, trigger)
     except Exception:  # bookkeeping must never turn an answer into a 500
         log.exception("event log or metrics failed: message_id=%s", delivery.message_id)
     response = jsonify(delivery.body)
     response.status_code = delivery.status
+    response.headers.update(delivery.headers)
     return response
 
 
-def observe(delivery: Delivery, total_ms: float) -> None:
+def observe(delivery: Delivery, total_ms: float, trigger: str = "sns") -> None:
     """The metrics and JSON log lines of one delivery (DESIGN §11)."""
     measure = metrics()
     if delivery.outcome == "refused":
-        measure.event_verification_failures.labels(source=SOURCE, reason=delivery.reason).inc()
+        measure.event_verification_failures.labels(source=trigger, reason=delivery.reason).inc()
         log.warning(
-            "sns delivery refused: message_id=%s reason=%s detail=%s",
+            "%s delivery refused: message_id=%s reason=%s detail=%s",
+            trigger,
             delivery.message_id,
             delivery.reason,
             delivery.detail,
@@ -107,7 +157,7 @@ def observe(delivery: Delivery, total_ms: float) -> None:
         measure.events.labels(source=fired.source, rule=fired.rule, outcome=fired.outcome).inc()
         log_request(
             {
-                "trigger": SOURCE,
+                "trigger": trigger,
                 "message_id": delivery.message_id,
                 "id": fired.id,
                 "source": fired.source,
@@ -120,21 +170,21 @@ def observe(delivery: Delivery, total_ms: float) -> None:
         )
     for source in delivery.unmatched:
         measure.events.labels(source=source, rule="", outcome="unmatched").inc()
-    log_request(
-        {
-            "trigger": SOURCE,
-            "message_id": delivery.message_id,
-            "type": delivery.message_type,
-            "topic": delivery.topic,
-            "kind": delivery.kind,
-            "outcome": delivery.outcome,
-            "reason": delivery.reason,
-            "status": delivery.status,
-            "rules": len(delivery.fired),
-            "verify_ms": _round(delivery.verify_ms),
-            "total_ms": _round(total_ms),
-        }
-    )
+    line: dict[str, Any] = {"trigger": trigger, "message_id": delivery.message_id}
+    if trigger == "sns":
+        line |= {"type": delivery.message_type, "topic": delivery.topic}
+    else:
+        line["events"] = delivery.events
+    line |= {
+        "kind": delivery.kind,
+        "outcome": delivery.outcome,
+        "reason": delivery.reason,
+        "status": delivery.status,
+        "rules": len(delivery.fired),
+        "verify_ms": _round(delivery.verify_ms),
+        "total_ms": _round(total_ms),
+    }
+    log_request(line)
 
 
 def _round(value: float | None) -> Any:

@@ -1,16 +1,25 @@
-"""`funker-dispatch events send`: a realistic SNS delivery, signed by the dev CA, sent on.
+"""`funker-dispatch events send`: a realistic delivery, signed or authenticated as its sender
+does it, sent on.
 
-What reaches the endpoint is what SNS would send: the HTTP/S envelope
-(Type, MessageId, TopicArn, Subject, Message, Timestamp, UnsubscribeURL),
-signed like SNS signs it (SignatureVersion 2 unless `--signature-version
-1`) by the development CA's `sns.amazonaws.com` leaf, with SNS's headers
-and `text/plain`. The Message is what S3 or CloudWatch put there:
+For SNS, what reaches the endpoint is what SNS would send: the HTTP/S
+envelope (Type, MessageId, TopicArn, Subject, Message, Timestamp,
+UnsubscribeURL), signed like SNS signs it (SignatureVersion 2 unless
+`--signature-version 1`) by the development CA's `sns.amazonaws.com` leaf,
+with SNS's headers and `text/plain`. The Message is what S3 or CloudWatch
+put there:
 
     events send s3 --bucket photos --key "holiday/red flower.jpg"
     events send cloudwatch --alarm HighCPU --state ALARM
     events send sns --message "deploy finished" --subject Deploy
     events send --file recorded.json     # a recorded message, re-stamped and re-signed
     events send --confirm                # a SubscriptionConfirmation for --topic
+
+EventBridge, a DynamoDB Pipe and GitHub (`skill/eventsamples.py`), with the
+credentials of the configuration the endpoint runs (`--config`):
+
+    events send eventbridge --source aws.ec2 --detail-type "EC2 Instance State-change Notification"
+    events send dynamodb --table Orders --event INSERT --new '{"id": 1}'
+    events send github --event push --repository acme/site --ref refs/heads/main
 
 It prints the rules the endpoint matched and each outcome. Exit status: 0
 for a 2xx answer, 1 for any other HTTP answer, 2 when no usable answer came
@@ -34,7 +43,12 @@ from skill.settings import DEVELOPMENT_TOPIC
 from skill.terminal import one_line
 
 DEFAULT_URL = "http://127.0.0.1:3000/events/sns"
-KINDS = ("s3", "cloudwatch", "sns")
+SNS_KINDS = ("s3", "cloudwatch", "sns")
+#: Kinds sent to another endpoint than SNS's, and which one.
+ENDPOINTS = {"eventbridge": "eventbridge", "dynamodb": "eventbridge", "github": "github"}
+KINDS = (*SNS_KINDS, *ENDPOINTS)
+#: `--event`'s default per kind.
+EVENT_DEFAULTS = {"s3": "ObjectCreated:Put", "dynamodb": "INSERT", "github": "push"}
 STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
 
 
@@ -43,13 +57,14 @@ def add_parser(commands: Any, timeout_flag: Any) -> None:
     events = commands.add_parser("events", help="event trigger tools (DESIGN §11)")
     events_commands = events.add_subparsers(dest="events_command", metavar="COMMAND")
     send = events_commands.add_parser(
-        "send", help="send a signed SNS delivery (S3 upload, CloudWatch alarm, any message)"
+        "send",
+        help="send a realistic signed delivery: SNS (S3 upload, CloudWatch alarm, any message), "
+        "EventBridge, a DynamoDB Pipes batch, a GitHub push",
     )
+    send.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
     send.add_argument(
-        "kind", nargs="?", choices=KINDS, metavar="KIND", help="s3, cloudwatch or sns"
-    )
-    send.add_argument(
-        "--url", default=DEFAULT_URL, help=f"the SNS endpoint (default {DEFAULT_URL})"
+        "--url",
+        help=f"the endpoint (default {DEFAULT_URL}, /events/eventbridge or /events/github by KIND)",
     )
     timeout_flag(send)
     send.add_argument(
@@ -58,7 +73,9 @@ def add_parser(commands: Any, timeout_flag: Any) -> None:
     send.add_argument("--bucket", default="photos", help="s3: bucket name (default photos)")
     send.add_argument("--key", default="red flower.jpg", help="s3: object key, as uploaded")
     send.add_argument(
-        "--event", default="ObjectCreated:Put", help="s3: eventName (default ObjectCreated:Put)"
+        "--event",
+        help="s3: eventName (default ObjectCreated:Put); dynamodb: INSERT (default), MODIFY or "
+        "REMOVE; github: push (default) or ping",
     )
     send.add_argument("--size", type=int, default=1024, help="s3: object size in bytes")
     send.add_argument("--alarm", default="HighCPU", help="cloudwatch: AlarmName (default HighCPU)")
@@ -77,6 +94,40 @@ def add_parser(commands: Any, timeout_flag: Any) -> None:
     send.add_argument(
         "--signature-version", choices=("1", "2"), default="2", help="SNS SignatureVersion"
     )
+    _webhook_flags(send)
+
+
+def _webhook_flags(send: Any) -> None:
+    """The flags of the eventbridge, dynamodb and github kinds."""
+    from skill import eventsamples
+
+    send.add_argument(
+        "--config",
+        metavar="FILE",
+        help="eventbridge, dynamodb, github: authenticate with this configuration's credentials "
+        "(default: $FUNKER_DISPATCH_CONFIG, else the embedded default's development ones)",
+    )
+    send.add_argument(
+        "--source",
+        default=eventsamples.EC2_SOURCE,
+        help=f"eventbridge: the event's source (default {eventsamples.EC2_SOURCE})",
+    )
+    send.add_argument(
+        "--detail-type",
+        default=eventsamples.EC2_STATE_CHANGE,
+        help=f'eventbridge: detail-type (default "{eventsamples.EC2_STATE_CHANGE}")',
+    )
+    send.add_argument("--detail", metavar="JSON", help="eventbridge: detail (JSON)")
+    send.add_argument("--table", default="Orders", help="dynamodb: table name (default Orders)")
+    send.add_argument("--new", metavar="JSON", help="dynamodb: the new item, plain JSON")
+    send.add_argument("--old", metavar="JSON", help="dynamodb: the old item, plain JSON")
+    send.add_argument("--keys", metavar="JSON", help="dynamodb: the key (default the item's id)")
+    send.add_argument(
+        "--repository", default="acme/site", help="github: owner/name (default acme/site)"
+    )
+    send.add_argument(
+        "--ref", default="refs/heads/main", help="github: pushed ref (default refs/heads/main)"
+    )
 
 
 def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -84,7 +135,12 @@ def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         parser.parse_args(["events", "--help"])
     chosen = [bool(args.kind), bool(args.file), bool(args.confirm)]
     if sum(chosen) != 1:
-        parser.error("events send: give a KIND (s3, cloudwatch, sns), or one of --file, --confirm")
+        parser.error(f"events send: give a KIND ({', '.join(KINDS)}), or one of --file, --confirm")
+    if args.event is None and args.kind in EVENT_DEFAULTS:
+        args.event = EVENT_DEFAULTS[args.kind]
+    if args.kind in ENDPOINTS:
+        return _send_webhook(args)
+    args.url = args.url or DEFAULT_URL
     topic = args.topic or DEVELOPMENT_TOPIC
     now = datetime.now(UTC)
     try:
@@ -109,15 +165,52 @@ def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         "User-Agent": "Amazon Simple Notification Service Agent",
     }
     print(f"POST {one_line(args.url)}: {described} (MessageId {signed['MessageId']})")
+    return _post_and_report(args.url, body, headers, args.timeout)
+
+
+def _send_webhook(args: argparse.Namespace) -> int:
+    """eventbridge, dynamodb, github: build, authenticate with the configured credentials, send."""
+    from skill import eventsamples
+    from skill.settings import ConfigError, load_settings
+
+    endpoint = ENDPOINTS[args.kind]
+    url = args.url or DEFAULT_URL.removesuffix("/sns") + f"/{endpoint}"
+    now = datetime.now(UTC)
     try:
-        answer = post(args.url, body, headers, timeout=args.timeout)
+        settings = load_settings(args.config)
+        table = getattr(settings.triggers, endpoint)
+        if table is None:
+            raise ValueError(
+                f"{settings.source} has no [triggers.{endpoint}]: nothing to authenticate with"
+            )
+        if args.kind == "eventbridge":
+            detail = eventsamples.json_option(args.detail, "--detail")
+            built = eventsamples.eventbridge(args.source, args.detail_type, detail, now, table)
+        elif args.kind == "dynamodb":
+            new, old, keys = (
+                eventsamples.json_option(getattr(args, flag), f"--{flag}")
+                for flag in ("new", "old", "keys")
+            )
+            built = eventsamples.dynamodb(args.table, args.event, new, old, keys, now, table)
+        else:
+            built = eventsamples.github(args.event, args.repository, args.ref, table.secret)
+    except (ConfigError, ValueError) as exc:
+        print(f"funker-dispatch events send: {exc}", file=sys.stderr)
+        return 2
+    print(f"POST {one_line(url)}: {one_line(built.described)} (id {built.id})")
+    return _post_and_report(url, built.body, built.headers, args.timeout)
+
+
+def _post_and_report(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    try:
+        answer = post(url, body, headers, timeout=timeout)
         try:
             result = json.loads(answer.body)
         except (ValueError, RecursionError):
             result = None
         if not isinstance(result, dict):
             raise EndpointProtocolError(
-                args.url, f"answered HTTP {answer.status} with a body that is not a JSON object"
+                url, f"answered HTTP {answer.status} with a body that is not a JSON object"
             )
     except EndpointError as exc:
         hint = " — is `make run` (funker-dispatch serve) running?"
@@ -141,6 +234,8 @@ def report(status: int, result: dict[str, Any]) -> list[str]:
     lines = []
     if "subscription" in result:
         lines.append(f"HTTP {status}: subscription {_text(result['subscription'])}")
+    elif result.get("pong") is True:
+        lines.append(f"HTTP {status}: pong (the ping verified; nothing dispatched)")
     elif not rules:
         lines.append(f"HTTP {status}: no rule matched")
     else:

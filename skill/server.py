@@ -303,13 +303,29 @@ def _print_embedded_banner(settings: Settings) -> None:
     ]
     if admin:
         lines.append(f"  routes        curl {admin}/intents")
+    from triggers.rules import ENDPOINT
+
+    def rules(endpoint: str) -> str:
+        names = [name for name, rule in settings.rules.items() if ENDPOINT[rule.source] == endpoint]
+        return ", ".join(names) or "none"
+
     sns = settings.triggers.sns
     if sns is not None:
-        rules = ", ".join(settings.rules) or "none"
         lines += [
             f"  events        POST http://{server.host}:{server.port}/events/sns "
-            f"(topic {', '.join(sns.topics)}; rules {rules})",
+            f"(topic {', '.join(sns.topics)}; rules {rules('sns')})",
             "  try events    funker-dispatch events send cloudwatch, then "
             'funker-dispatch simulate "what is the alarm status"',
         ]
+    for name, how in (("eventbridge", "development API key"), ("github", "development secret")):
+        if getattr(settings.triggers, name) is not None:
+            lines.append(
+                f"  events        POST http://{server.host}:{server.port}/events/{name} "
+                f"({how}; rules {rules(name)})"
+            )
+    if settings.triggers.github is not None:
+        lines.append(
+            "  try webhooks  funker-dispatch events send github, then "
+            'funker-dispatch simulate "what was the last deploy"'
+        )
     print("\n".join(lines), file=sys.stderr, flush=True)

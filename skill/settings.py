@@ -334,6 +334,7 @@ def load_settings(
         path = environ.get("FUNKER_DISPATCH_CONFIG") or None
     settings = embedded_default() if path is None else _from_file(Path(path))
     settings = _apply_environment(settings, environ)
+    settings = trigger_credentials(settings, environ)
     settings = _apply_overrides(settings, overrides or {})
     return _check(settings)
 
@@ -426,6 +427,8 @@ def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settin
     dispatch: dict[str, Any] = {}
     for variable, raw in environ.items():
         if not variable.startswith(ENV_PREFIX) or variable in RESERVED_ENV:
+            continue
+        if variable in TRIGGER_SECRET_ENV:  # read with the trigger's table, below
             continue
         key = variable[len(ENV_PREFIX) :].lower()
         if key.startswith("server_") and key[len("server_") :] in SERVER_KEYS:
@@ -613,8 +616,44 @@ class SnsTriggerSettings:
 
 
 @dataclass(frozen=True)
+class EventBridgeTriggerSettings:
+    """`[triggers.eventbridge]`: POST /events/eventbridge exists only when this table does.
+
+    The connection authenticates one way: an API key in `api_key_header`
+    (from `api_key_file` or FUNKER_DISPATCH_EVENTBRIDGE_API_KEY), or Basic
+    (`username`, `password_file`). Secrets are read once, at start.
+    """
+
+    api_key_header: str = "x-api-key"
+    api_key_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    max_age: float = 86400.0  # EventBridge retries for up to 24 h; ids remembered this long
+    deadline: float = 4.0  # every rule's function call, under EventBridge's 5 s
+    max_body_bytes: int = 1024 * 1024  # an event is 256 KiB at most; a Pipes batch several
+    api_key: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GitHubTriggerSettings:
+    """`[triggers.github]`: POST /events/github exists only when this table does.
+
+    The webhook's secret comes from `secret_file` or FUNKER_DISPATCH_GITHUB_SECRET.
+    """
+
+    secret_file: str | None = None
+    max_age: float = 86400.0  # replays of a captured delivery are caught this long
+    deadline: float = 8.0  # every rule's function call, under GitHub's 10 s
+    max_body_bytes: int = 25 * 1024 * 1024  # GitHub's own maximum payload
+    secret: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class TriggerSettings:
     sns: SnsTriggerSettings | None = None  # None: no SNS endpoint (a 404)
+    eventbridge: EventBridgeTriggerSettings | None = None
+    github: GitHubTriggerSettings | None = None
 
 
 # An SNS topic ARN glob: `*` in the partition, region or name, never in the account: anyone
@@ -642,10 +681,140 @@ SNS_TRIGGER_KEYS: dict[str, Parser] = {
     "deadline": _seconds_under(15, "SNS waits 15 s for an answer, then retries"),
     "max_body_bytes": _int_in(1024, 16 * 1024 * 1024),
 }
+# An HTTP header name (RFC 9110 token): EventBridge sends the API key in it.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+
+
+def _header_name(value: Any) -> str:
+    if not isinstance(value, str) or not _HEADER_NAME.fullmatch(value):
+        raise ValueError("must be an HTTP header name, such as x-api-key")
+    return value
+
+
+def _username(value: Any) -> str:
+    if not isinstance(value, str) or not value or ":" in value or not value.isprintable():
+        raise ValueError("must be a non-empty username without ':' (Basic separates on it)")
+    return value
+
+
+EVENTBRIDGE_TRIGGER_KEYS: dict[str, Parser] = {
+    "api_key_header": _header_name,
+    "api_key_file": _str,
+    "username": _username,
+    "password_file": _str,
+    "max_age": _seconds_up_to(86400),
+    "deadline": _seconds_under(5, "EventBridge waits 5 s for an answer, then retries"),
+    "max_body_bytes": _int_in(1024, 16 * 1024 * 1024),
+}
+GITHUB_TRIGGER_KEYS: dict[str, Parser] = {
+    "secret_file": _str,
+    "max_age": _seconds_up_to(86400),
+    "deadline": _seconds_under(10, "GitHub waits 10 s for an answer and never retries"),
+    "max_body_bytes": _int_in(1024, 25 * 1024 * 1024),
+}
 # [triggers.X] tables this build serves; each X is one endpoint, POST /events/X.
 TRIGGER_TABLES: dict[str, tuple[dict[str, Parser], type]] = {
     "sns": (SNS_TRIGGER_KEYS, SnsTriggerSettings),
+    "eventbridge": (EVENTBRIDGE_TRIGGER_KEYS, EventBridgeTriggerSettings),
+    "github": (GITHUB_TRIGGER_KEYS, GitHubTriggerSettings),
 }
+GITHUB_SECRET_ENV = "FUNKER_DISPATCH_GITHUB_SECRET"
+EVENTBRIDGE_API_KEY_ENV = "FUNKER_DISPATCH_EVENTBRIDGE_API_KEY"
+TRIGGER_SECRET_ENV = frozenset({GITHUB_SECRET_ENV, EVENTBRIDGE_API_KEY_ENV})
+
+
+def trigger_credentials(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """The EventBridge and GitHub secrets, read now: the environment, else the file.
+
+    A table with no credential at all is a config error naming the key to
+    set; so is an empty file or variable (an unset compose variable must not
+    become an empty secret that anything matches).
+    """
+    triggers, source = settings.triggers, settings.source
+    eventbridge, github = triggers.eventbridge, triggers.github
+    if eventbridge is not None:
+        eventbridge = _eventbridge_credentials(eventbridge, environ, source)
+    if github is not None:
+        secret = _secret(
+            environ, GITHUB_SECRET_ENV, github.secret_file, "triggers.github.secret_file", source
+        )
+        secret = secret.encode("utf-8") if secret is not None else github.secret
+        if secret is None:
+            raise ConfigError(
+                source,
+                "triggers.github.secret_file",
+                f"no webhook secret: set secret_file (a Docker secret) or {GITHUB_SECRET_ENV}",
+            )
+        github = replace(github, secret=secret)
+    return replace(settings, triggers=replace(triggers, eventbridge=eventbridge, github=github))
+
+
+def _eventbridge_credentials(
+    table: EventBridgeTriggerSettings, environ: Mapping[str, str], source: str
+) -> EventBridgeTriggerSettings:
+    key = _secret(
+        environ,
+        EVENTBRIDGE_API_KEY_ENV,
+        table.api_key_file,
+        "triggers.eventbridge.api_key_file",
+        source,
+    )
+    key = key if key is not None else table.api_key
+    basic = table.username is not None or table.password_file is not None
+    if key is not None and basic:
+        raise ConfigError(
+            source,
+            "triggers.eventbridge.username",
+            "a connection authenticates one way: an API key or Basic (username, password_file), "
+            "not both",
+        )
+    if key is not None:
+        # WSGI hands header values over as latin-1 text; only printable ASCII survives intact.
+        if not key.isascii() or not key.isprintable() or key != key.strip():
+            raise ConfigError(
+                source,
+                "triggers.eventbridge.api_key_file",
+                "the API key must be printable ASCII without leading or trailing spaces",
+            )
+        return replace(table, api_key=key)
+    if not basic and table.password is None:
+        raise ConfigError(
+            source,
+            "triggers.eventbridge.api_key_file",
+            f"no credential: set api_key_file (or {EVENTBRIDGE_API_KEY_ENV}) for an API key "
+            "connection, or username and password_file for Basic",
+        )
+    if table.username is None:
+        raise ConfigError(source, "triggers.eventbridge.username", "password_file needs username")
+    password = _secret({}, None, table.password_file, "triggers.eventbridge.password_file", source)
+    password = password if password is not None else table.password
+    if password is None:
+        raise ConfigError(
+            source, "triggers.eventbridge.password_file", "username needs password_file"
+        )
+    return replace(table, password=password)
+
+
+def _secret(
+    environ: Mapping[str, str], variable: str | None, path: str | None, key: str, source: str
+) -> str | None:
+    """A secret from the environment variable, else the file, one trailing newline stripped."""
+    if variable is not None and variable in environ:
+        value = environ[variable].removesuffix("\n").removesuffix("\r")
+        if not value.strip():
+            raise ConfigError("environment", variable, "is set but empty (unset it, or give one)")
+        return value
+    if path is None:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(source, key, f"cannot read {path}: {reason}") from None
+    value = value.removesuffix("\n").removesuffix("\r")  # one trailing newline, as echo writes
+    if not value.strip():
+        raise ConfigError(source, key, f"{path} is empty")
+    return value
 
 
 def triggers_from_mapping(
@@ -739,14 +908,24 @@ EMBEDDED_ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
     # The two faces of one function: events go in (EMBEDDED_RULES), Alexa asks.
     "AlarmStatusIntent": ("alarms", {}),
     "UploadsIntent": ("uploads", {}),
+    "LastDeployIntent": ("deploys", {}),
 }
 
 #: The development topic the embedded default allowlists; `events send` publishes to it.
 DEVELOPMENT_TOPIC = "arn:aws:sns:us-east-1:123456789012:funker-dispatch-dev"
+#: The embedded default's EventBridge API key and GitHub webhook secret: development only, on
+#: loopback; `events send` authenticates with them. A real config reads its own from files.
+DEVELOPMENT_EVENTBRIDGE_API_KEY = "funker-dispatch-development-api-key"
+DEVELOPMENT_GITHUB_SECRET = b"funker-dispatch-development-webhook-secret"
 # rule name -> (example function folder, rule keys): the events the example functions remember.
 EMBEDDED_RULES: dict[str, tuple[str, dict[str, Any]]] = {
     "alarms": ("alarms", {"source": "cloudwatch"}),
     "uploads": ("uploads", {"source": "s3", "event": "ObjectCreated:*"}),
+    "deploys": ("deploys", {"source": "github", "event": "push"}),
+    # Examples of the two EventBridge sources, so `events send eventbridge|dynamodb` reaches a
+    # function: deploys answers them and keeps nothing. Point such rules at your own functions.
+    "instances": ("deploys", {"source": "eventbridge", "event_source": "aws.ec2"}),
+    "orders": ("deploys", {"source": "dynamodb", "table": "Orders"}),
 }
 
 
@@ -757,7 +936,8 @@ def embedded_default() -> Settings:
     does not collide with a running `make run`. A function serving both an
     intent and a rule is one process on one port. SNS is on with the
     development topic allowlisted; confirmations are only logged, so nothing
-    reaches AWS.
+    reaches AWS. EventBridge and GitHub are on with development credentials
+    (`events send` uses the same).
     """
     from triggers.rules import parse_rule
 
@@ -796,7 +976,9 @@ def embedded_default() -> Settings:
         functions=tuple(functions),
         trust_dev_ca=True,
         triggers=TriggerSettings(
-            sns=SnsTriggerSettings(topics=(DEVELOPMENT_TOPIC,), confirm="log")
+            sns=SnsTriggerSettings(topics=(DEVELOPMENT_TOPIC,), confirm="log"),
+            eventbridge=EventBridgeTriggerSettings(api_key=DEVELOPMENT_EVENTBRIDGE_API_KEY),
+            github=GitHubTriggerSettings(secret=DEVELOPMENT_GITHUB_SECRET),
         ),
         rules=rules,
     )

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "examples" / "functions"
 REQUESTS = ROOT / "examples" / "requests"
 DEVELOPMENT_SKILL_ID = "amzn1.ask.skill.00000000-0000-4000-8000-000000000000"
-NAMES = ("spacecount", "hello", "hostname", "captains", "alarms", "uploads")
+NAMES = ("spacecount", "hello", "hostname", "captains", "alarms", "uploads", "deploys")
 # Generous: a cold interpreter on a loaded CI machine; a healthy start takes ~0.1 s.
 READY_WITHIN = 15.0
 

@@ -1,4 +1,5 @@
-"""The event examples: `alarms` and `uploads` remember what SNS brought and tell Alexa about it.
+"""The event examples: `alarms`, `uploads` and `deploys` remember what SNS or GitHub brought and
+tell Alexa about it.
 
 Each runs as a real process, asked over the funker protocol first with the
 event payload the dispatcher sends (DESIGN §11), then with an Alexa request.
@@ -203,3 +204,102 @@ def test_the_uploads_process_remembers_events_and_answers_alexa(start_function):
     answer = running.call(alexa("UploadsIntent"))
     if now.date() == (now - timedelta(seconds=3)).date():  # not straddling midnight UTC
         assert answer["speech"] == "Three new files in photos today, the latest is red flower.jpg."
+
+
+# --- deploys ----------------------------------------------------------------------------------
+
+deploys = load_function("deploys")
+PUSH = {
+    "ref": "refs/heads/main",
+    "deleted": False,
+    "compare": "https://github.com/acme/site/compare/9049f1265b7d...0d1a26e67d8f",
+    "commits": [{"id": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c"}],
+    "head_commit": {
+        "id": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c",
+        "message": "Update README.md",
+    },
+    "repository": {"full_name": "acme/site"},
+    "pusher": {"name": "baxterthehacker", "email": "baxterthehacker@users.noreply.github.com"},
+}
+
+
+def push_event(delivery: str = "d-1", at: datetime = NOW, **changes: Any) -> dict[str, Any]:
+    return {
+        "trigger": "github",
+        "rule": "deploys",
+        "id": delivery,
+        "time": at.isoformat(),
+        "event": {**PUSH, **changes},
+        "attributes": {"event": "push", "delivery": delivery, "hook_id": 1},
+    }
+
+
+def test_deploys_says_who_pushed_what_where():
+    store = deploys.Deploys()
+    store.remember(deploys.push_from_event(push_event()))
+    answer = deploys.last_deploy(store.last())
+    assert answer["speech"] == (
+        "The last push to acme/site main was by baxterthehacker: Update README.md."
+    )
+    assert "0d1a26e Update README.md" in answer["card"]["content"]
+    assert "1 commit," in answer["card"]["content"]
+
+
+def test_deploys_speaks_the_newest_push_and_a_redelivery_never_becomes_the_newest():
+    store = deploys.Deploys()
+    first, second = push_event("d-1"), push_event("d-2", ref="refs/tags/v1.2")
+    second["event"]["head_commit"] = {"id": "abc1234", "message": "Release 1.2!\n\nNotes..."}
+    for event in (first, second):
+        assert store.remember(deploys.push_from_event(event))
+    assert not store.remember(deploys.push_from_event(first))  # redelivered from GitHub's UI
+    assert deploys.last_deploy(store.last())["speech"] == (
+        "The last push to acme/site tag v1.2 was by baxterthehacker: Release 1.2!"
+    )
+
+
+def test_deploys_says_when_a_push_deleted_a_branch():
+    event = push_event(ref="refs/heads/old", deleted=True, head_commit=None, commits=[])
+    answer = deploys.last_deploy(deploys.push_from_event(event))
+    assert answer["speech"] == "The last push, by baxterthehacker, deleted acme/site old."
+
+
+def test_deploys_remembers_a_bounded_number():
+    store = deploys.Deploys(limit=2)
+    for n in range(3):
+        store.remember(deploys.push_from_event(push_event(f"d-{n}")))
+    assert store.last().id == "d-2" and len(store._pushes) == 2
+
+
+def test_deploys_ignores_what_is_not_a_push():
+    assert deploys.push_from_event({**push_event(), "attributes": {"event": "release"}}) is None
+    assert deploys.push_from_event({**push_event(), "event": {"ref": "x"}}) is None
+    assert deploys.handle({"trigger": "dynamodb", "id": "r"}) == {"remembered": None}
+    assert deploys.last_deploy(None)["speech"] == "No push has been reported yet."
+
+
+def test_a_long_commit_message_is_cut_at_a_word_for_speech():
+    spoken = deploys.spoken("word " * 100)
+    assert len(spoken) <= deploys.MAX_SPOKEN + 1 and spoken.endswith("…")
+
+
+def test_the_deploys_process_remembers_a_push_and_answers_alexa(start_function):  # noqa: F811
+    running = start_function("deploys")
+    assert running.call(push_event("d-live")) == {"remembered": "d-live"}
+    assert running.call(push_event("d-live")) == {"remembered": None}  # a replay
+    assert running.call({"trigger": "eventbridge", "id": "e"}) == {"remembered": None}
+    answer = running.call(alexa("LastDeployIntent"))
+    assert answer["speech"] == (
+        "The last push to acme/site main was by baxterthehacker: Update README.md."
+    )
+
+
+@pytest.mark.parametrize("name", ["alarms", "uploads", "deploys"])
+def test_the_stack_runs_each_stateful_example_as_one_replica_on_the_funker_network(name):
+    import yaml
+
+    stack = yaml.safe_load((Path(__file__).parents[1] / "docker-stack.yml").read_text())
+    service = stack["services"][name]
+    assert service["image"] == f"${{REGISTRY:-}}funker-dispatch/{name}:${{TAG:-latest}}"
+    assert service["build"]["dockerfile"] == f"examples/functions/{name}/Dockerfile"
+    assert service["deploy"]["replicas"] == 1  # its memory is the state Alexa asks about
+    assert service["networks"] == ["funker"] and "ports" not in service

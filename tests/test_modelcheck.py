@@ -19,7 +19,7 @@ ROUTES = {
     name: parse_route(name, {"host": name.lower()}, default_port=9999)
     for name in (
         *("SpaceCountIntent", "HelloIntent", "HostnameIntent", "CaptainsIntent"),
-        *("AlarmStatusIntent", "UploadsIntent"),
+        *("AlarmStatusIntent", "UploadsIntent", "LastDeployIntent"),
     )
 }
 ROUTER = Router(ROUTES, naming="none")

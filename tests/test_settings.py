@@ -155,7 +155,7 @@ def test_embedded_default_is_loopback_with_the_development_skill_id():
     assert settings.skill.application_ids == (DEVELOPMENT_SKILL_ID,)
     assert settings.skill.verify_signature is True
     assert {f.name for f in settings.functions} == {
-        *("spacecount", "hello", "hostname", "captains", "alarms", "uploads")
+        *("spacecount", "hello", "hostname", "captains", "alarms", "uploads", "deploys")
     }
     assert all(route.host == "127.0.0.1" for route in settings.routes.values())
 

@@ -130,6 +130,9 @@ def test_the_embedded_default_enables_sns_for_the_development_topic_without_reac
     assert {name: rule.source for name, rule in settings.rules.items()} == {
         "alarms": "cloudwatch",
         "uploads": "s3",
+        "deploys": "github",
+        "instances": "eventbridge",
+        "orders": "dynamodb",
     }
 
 
@@ -141,3 +144,5 @@ def test_in_the_embedded_default_a_rule_and_an_intent_reach_one_function_process
     assert settings.routes["AlarmStatusIntent"].port == ports["alarms"]
     assert settings.rules["uploads"].route.port == ports["uploads"]
     assert settings.routes["UploadsIntent"].port == ports["uploads"]
+    assert settings.rules["deploys"].route.port == ports["deploys"]
+    assert settings.routes["LastDeployIntent"].port == ports["deploys"]

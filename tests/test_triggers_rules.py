@@ -116,3 +116,56 @@ def test_bad_tables_name_the_key(table, key):
 def test_rule_names_are_short_and_plain(name):
     with pytest.raises(RuleError):
         parse_rule(name, {"source": "s3", "host": "uploads"}, default_port=9999)
+
+
+# --- EventBridge, DynamoDB and GitHub (DESIGN §11) ------------------------------------------
+
+
+def envelope(source: str = "aws.ec2", detail_type: str = "EC2 Instance State-change Notification"):
+    match = {"event_source": source, "detail_type": detail_type}
+    return Event("eventbridge", "e", "t", {}, {}, match=match)
+
+
+def record(table: str = "Orders", name: str = "INSERT"):
+    return Event("dynamodb", "d", "t", {}, {}, match={"table": table, "event": name})
+
+
+def push(repository: str = "acme/site", ref: str = "refs/heads/main", name: str = "push"):
+    match = {"event": name, "repository": repository, "ref": ref}
+    return Event("github", "g", "t", {}, {}, match=match)
+
+
+def test_eventbridge_rules_match_source_and_detail_type():
+    assert rule(source="eventbridge", event_source="aws.*").matches(envelope())
+    assert rule(source="eventbridge", detail_type="EC2 *").matches(envelope())
+    assert not rule(source="eventbridge", event_source="aws.s3").matches(envelope())
+    assert not rule(source="eventbridge").matches(record())  # dynamodb is its own source
+
+
+def test_dynamodb_rules_match_table_and_event_names():
+    orders = rule(source="dynamodb", table="Orders", event=["INSERT", "MODIFY"])
+    assert orders.matches(record()) and orders.matches(record(name="MODIFY"))
+    assert not orders.matches(record(name="REMOVE"))
+    assert not orders.matches(record(table="Customers"))
+
+
+def test_a_dynamodb_event_name_that_can_never_match_is_a_config_error():
+    with pytest.raises(RuleError) as error:
+        rule(source="dynamodb", event="ObjectCreated:*")
+    assert error.value.key == "event"
+
+
+def test_github_rules_match_event_repository_and_ref():
+    main = rule(source="github", event="push", repository="acme/*", ref="refs/heads/main")
+    assert main.matches(push())
+    assert not main.matches(push(ref="refs/heads/feature"))
+    assert not main.matches(push(repository="acme/site/extra"))  # `*` stays in the name
+    assert not main.matches(push(name="release"))
+    assert rule(source="github", ref="refs/heads/*").matches(push(ref="refs/heads/feat/x"))
+    assert not rule(source="github", event="s3:push").matches(push())  # no s3: prefix here
+
+
+def test_keys_of_another_source_are_refused():
+    with pytest.raises(RuleError) as error:
+        rule(source="github", table="Orders")
+    assert error.value.key == "table"

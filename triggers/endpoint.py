@@ -1,14 +1,16 @@
-"""One SNS HTTP/S delivery, start to answer: verify, confirm or parse, match, fan out (DESIGN §11).
+"""One delivery, start to answer: verify, confirm or parse, match, fan out (DESIGN §11).
 
-`SnsEndpoint.receive(headers, body)` returns a `Delivery`: the HTTP status
-and JSON body for SNS, and what the log line and the metrics need. The
-Flask view in `skill/` only hands it the request and writes the answer.
+`SnsEndpoint`, `EventBridgeEndpoint` and `GitHubEndpoint` each take one
+sender's POST: `receive(headers, body)` returns a `Delivery`, the HTTP status
+and JSON body for the sender and what the log line and the metrics need.
+Matching and fan-out are the same for all three (`fire`). The Flask views
+in `skill/` only hand them the request and write the answer.
 
-Answers: a refusal is 400 (403 for `sns-topic`) with `{"error", "message"}`
-and nothing is called; a verified delivery is `{"rules": [{"name",
-"outcome", "reason", "id"}]}`, 200 when every matched rule's function
-answered (or nothing matched, or an S3 test event), 503 when any failed so
-SNS retries — and the retry re-runs only what failed.
+SNS answers: a refusal is 400 (403 for `sns-topic`) with `{"error",
+"message"}` and nothing is called; a verified delivery is `{"rules":
+[{"name", "outcome", "reason", "id"}]}`, 200 when every matched rule's
+function answered (or nothing matched, or an S3 test event), 503 when any
+failed so SNS retries — and the retry re-runs only what failed.
 
 Subscription confirmation: `confirm = "auto"` GETs the SubscribeURL, but
 only SNS's own ConfirmSubscription URL for the message's own topic
@@ -26,12 +28,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from triggers.events import Event
+from triggers import eventbridge, github
+from triggers.events import Event, MalformedDelivery
 from triggers.fanout import FAILED, OK, Fanout, Fired
 from triggers.rules import ENDPOINT, Rule, matching
 from triggers.sns import S3_TEST, parse_notification
 from verification.errors import SnsMalformed, SnsTopic, SnsVerificationFailed, VerificationFailed
+from verification.eventbridge import EventBridgeAuth
 from verification.fetch import https_get
+from verification.github import GitHubSignature
 from verification.signature import header
 from verification.sns import (
     MESSAGE_TYPE_HEADER,
@@ -50,6 +55,7 @@ CONFIRM_TIMEOUT = 5.0
 CONFIRM_MAX_BYTES = 64 * 1024
 # A MessageId as SNS writes them (a UUID), found in a refused body without trusting it.
 _MESSAGE_ID = re.compile(rb'"MessageId"\s*:\s*"([0-9A-Fa-f-]{1,64})"')
+_GITHUB_DELIVERY = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 Get = Callable[[str], bytes]
 
@@ -77,6 +83,45 @@ class Delivery:
     unmatched: list[str] = field(default_factory=list)  # the source of each event no rule took
     detail: str | None = None  # the operator's side of a refusal, never sent to SNS
     verify_ms: float | None = None
+    events: int = 0  # how many events the delivery carried (a Pipes batch: its elements)
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. WWW-Authenticate on a 401
+
+
+def fire(
+    events: Sequence[Event], rules: Sequence[Rule], fanout: Fanout, *, failed_status: int = 503
+) -> Delivery:
+    """Every event against every rule, the matches run by `fanout`: the answer to the sender.
+
+    200 when every matched rule's function answered (or nothing matched, or
+    everything was done already), `failed_status` when any failed: 503 makes
+    SNS and EventBridge retry, and the retry re-runs only what failed.
+    """
+    pairs: list[tuple[Event, Rule]] = []
+    unmatched = []
+    for event in events:
+        matched = matching(rules, event)
+        if not matched:
+            unmatched.append(event.source)
+        pairs.extend((event, rule) for rule in matched)
+    fired = fanout.fire(pairs) if pairs else []
+    outcomes = {one.outcome for one in fired}
+    if FAILED in outcomes:
+        status, outcome = failed_status, FAILED
+    elif OK in outcomes:
+        status, outcome = 200, OK
+    elif outcomes:
+        status, outcome = 200, "duplicate"
+    else:
+        status, outcome = 200, "unmatched"
+    return Delivery(
+        status,
+        {"rules": [one.as_dict() for one in fired]},
+        outcome,
+        "no-rule" if outcome == "unmatched" else None,
+        fired=fired,
+        unmatched=unmatched,
+        events=len(events),
+    )
 
 
 class SnsEndpoint:
@@ -132,32 +177,9 @@ class SnsEndpoint:
             return Delivery(
                 200, {"rules": []}, "unmatched", "s3-test-event", kind=S3_TEST, unmatched=["s3"]
             )
-        pairs: list[tuple[Event, Rule]] = []
-        unmatched = []
-        for event in notification.events:
-            rules = matching(self.rules, event)
-            if not rules:
-                unmatched.append(event.source)
-            pairs.extend((event, rule) for rule in rules)
-        fired = self.fanout.fire(pairs) if pairs else []
-        outcomes = {one.outcome for one in fired}
-        if FAILED in outcomes:
-            status, outcome = 503, FAILED
-        elif OK in outcomes:
-            status, outcome = 200, OK
-        elif outcomes:
-            status, outcome = 200, "duplicate"
-        else:
-            status, outcome = 200, "unmatched"
-        return Delivery(
-            status,
-            {"rules": [one.as_dict() for one in fired]},
-            outcome,
-            "no-rule" if outcome == "unmatched" else None,
-            kind=notification.kind,
-            fired=fired,
-            unmatched=unmatched,
-        )
+        delivery = fire(notification.events, self.rules, self.fanout)
+        delivery.kind = notification.kind
+        return delivery
 
     def _subscription(self, message: Mapping[str, Any]) -> Delivery:
         topic, url = message["TopicArn"], message["SubscribeURL"]
@@ -229,13 +251,134 @@ def _raw_delivery(headers: Mapping[str, str]) -> bool:
 
 
 def _refused(exc: VerificationFailed, body: bytes | None) -> Delivery:
-    status = getattr(exc, "status", 400)
     found = _MESSAGE_ID.search(body) if body else None
+    return refusal(
+        exc.reason,
+        exc.message,
+        getattr(exc, "status", 400),
+        detail=exc.detail,
+        message_id=found.group(1).decode("ascii") if found else None,
+    )
+
+
+def refusal(
+    reason: str,
+    message: str,
+    status: int,
+    *,
+    detail: str | None = None,
+    message_id: str | None = None,
+) -> Delivery:
+    """A delivery refused before any rule ran: `{"error", "message"}`, the detail for the log."""
     return Delivery(
         status,
-        {"error": exc.reason, "message": exc.message},
+        {"error": reason, "message": message},
         "refused",
-        exc.reason,
-        message_id=found.group(1).decode("ascii") if found else None,
-        detail=exc.detail or exc.message,
+        reason,
+        message_id=message_id,
+        detail=detail or message,
     )
+
+
+# --- EventBridge and GitHub (DESIGN §11) ---------------------------------------------------
+
+
+class EventBridgeEndpoint:
+    """`POST /events/eventbridge`: the connection's credential, then one envelope or a batch.
+
+    Answers: 401 `eventbridge-auth` without the credential, 400
+    `eventbridge-malformed` for a body no API destination or Pipe sends (not
+    retried by EventBridge: it goes to the dead-letter queue), else the rules'
+    outcomes with 200, or 503 when any failed (EventBridge retries 5xx) — a
+    batch with one failed element included; the retry re-runs only that.
+    """
+
+    def __init__(
+        self,
+        auth: EventBridgeAuth,
+        rules: Sequence[Rule],
+        fanout: Fanout,
+        *,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.auth = auth
+        self.rules = [rule for rule in rules if ENDPOINT[rule.source] == "eventbridge"]
+        self.fanout = fanout
+        self._now = now or (lambda: datetime.now(UTC))
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+        began = time.perf_counter()
+        try:
+            self.auth.verify(headers)
+        except VerificationFailed as exc:
+            delivery = _refused(exc, None)
+            if self.auth.kind == "basic":
+                delivery.headers["WWW-Authenticate"] = 'Basic realm="funker-dispatch events"'
+            return delivery
+        verify_ms = (time.perf_counter() - began) * 1000
+        try:
+            contents = eventbridge.parse_delivery(body, received=self._now())
+        except MalformedDelivery as exc:
+            delivery = refusal("eventbridge-malformed", exc.message, exc.status)
+        else:
+            delivery = fire(contents.events, self.rules, self.fanout, failed_status=503)
+            delivery.kind = "batch" if contents.batch else contents.events[0].source
+            if not contents.batch:
+                delivery.message_id = contents.events[0].id
+        delivery.verify_ms = verify_ms
+        return delivery
+
+
+class GitHubEndpoint:
+    """`POST /events/github`: the webhook's signature, then the event its headers name.
+
+    Answers: 401 `github-signature` unsigned or badly signed; 415
+    `github-content-type` for a form-encoded webhook; 400 `github-malformed`
+    for what GitHub never sends; a `ping` gets `{"rules": [], "pong": true}`
+    and runs nothing; else the rules' outcomes, 200, or 502 when any failed:
+    GitHub never retries, so the delivery must show failed in its UI, where
+    it can be redelivered by hand (and that re-runs only what failed).
+    """
+
+    def __init__(
+        self,
+        signature: GitHubSignature,
+        rules: Sequence[Rule],
+        fanout: Fanout,
+        *,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.signature = signature
+        self.rules = [rule for rule in rules if ENDPOINT[rule.source] == "github"]
+        self.fanout = fanout
+        self._now = now or (lambda: datetime.now(UTC))
+
+    def receive(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+        began = time.perf_counter()
+        delivery_id = header(headers, github.DELIVERY_HEADER)
+        if delivery_id is not None and not _GITHUB_DELIVERY.fullmatch(delivery_id):
+            delivery_id = None  # only a well-formed id reaches the log
+        try:
+            self.signature.verify(headers, body)
+        except VerificationFailed as exc:
+            delivery = _refused(exc, None)
+            delivery.message_id = delivery_id
+            return delivery
+        verify_ms = (time.perf_counter() - began) * 1000
+        try:
+            event = github.parse_delivery(headers, body, received=self._now())
+        except MalformedDelivery as exc:
+            reason = "github-content-type" if exc.status == 415 else "github-malformed"
+            delivery = refusal(reason, exc.message, exc.status, message_id=delivery_id)
+            delivery.verify_ms = verify_ms
+            return delivery
+        name = event.attributes["event"]
+        if name == github.PING:
+            # Sent once when the webhook is created: proof the URL, secret and format are right.
+            delivery = Delivery(200, {"rules": [], "pong": True}, "pong", events=1)
+        else:
+            delivery = fire((event,), self.rules, self.fanout, failed_status=502)
+        delivery.kind = name
+        delivery.message_id = event.id
+        delivery.verify_ms = verify_ms
+        return delivery

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,3 +40,35 @@ def payload(event: Event, rule: str) -> dict[str, Any]:
         "attributes": dict(event.attributes),
         **event.extra,
     }
+
+
+class MalformedDelivery(ValueError):
+    """A delivery that passed authentication but is not what its sender sends; refused (400).
+
+    `message` is short and safe to answer with; nothing in the body is quoted at length.
+    """
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def parse_json(body: bytes) -> Any:
+    """`body` as strict JSON: no NaN or Infinity, no number a double overflows (ValueError).
+
+    What a function is sent must be JSON it can read, and what the dispatcher
+    forwards it must be able to write (the funker client refuses NaN).
+    """
+    return json.loads(body, parse_constant=_not_json, parse_float=_finite)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} overflows a double")
+    return value

@@ -26,9 +26,21 @@ MATCH_KEYS: dict[str, frozenset[str]] = {
     "s3": frozenset({"topic", "bucket", "event", "key_prefix", "key_suffix"}),
     "cloudwatch": frozenset({"topic", "alarm", "state"}),
     "sns": frozenset({"topic", "subject"}),
+    "eventbridge": frozenset({"event_source", "detail_type"}),
+    "dynamodb": frozenset({"table", "event"}),
+    "github": frozenset({"event", "repository", "ref"}),
 }
 #: The endpoint (`[triggers.X]` table) that delivers each source.
-ENDPOINT = {"s3": "sns", "cloudwatch": "sns", "sns": "sns"}
+ENDPOINT = {
+    "s3": "sns",
+    "cloudwatch": "sns",
+    "sns": "sns",
+    "eventbridge": "eventbridge",
+    "dynamodb": "eventbridge",  # a Pipe from a DynamoDB stream to an API destination
+    "github": "github",
+}
+#: What a `dynamodb` rule's `event` may name: a stream record's eventName.
+DYNAMODB_EVENTS = frozenset({"INSERT", "MODIFY", "REMOVE"})
 ROUTE_KEYS = frozenset({"host", "port", "timeout", "idempotent", "concurrency"})
 # Rule names become metric labels and log fields: short and plain.
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -96,14 +108,14 @@ def parse_rule(name: str, table: Mapping[str, Any], *, default_port: int) -> Rul
             unknown[0], f"unknown key for source {source!r} (allowed: {', '.join(sorted(allowed))})"
         )
     matchers = tuple(
-        _matcher(key, table[key]) for key in sorted(MATCH_KEYS[source]) if key in table
+        _matcher(source, key, table[key]) for key in sorted(MATCH_KEYS[source]) if key in table
     )
     return Rule(
         name=name, source=source, route=_route(name, table, default_port), matchers=matchers
     )
 
 
-def _matcher(key: str, value: Any) -> Matcher:
+def _matcher(source: str, key: str, value: Any) -> Matcher:
     values = [value] if isinstance(value, str) else value
     if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
         raise RuleError(key, "must be a string or a non-empty list of strings")
@@ -111,11 +123,16 @@ def _matcher(key: str, value: Any) -> Matcher:
         return Matcher("key", prefixes=tuple(values))
     if key == "key_suffix":
         return Matcher("key", suffixes=tuple(values))
-    if key == "event":
+    if source == "s3" and key == "event":
         # S3's own configuration spells event types "s3:ObjectCreated:*"; records say
         # "ObjectCreated:Put". Both spellings match the record.
         values = [v.removeprefix("s3:") for v in values]
-    within = ":" if key == "topic" else None  # `*` stays inside one ARN field, as in topics
+    if source == "dynamodb" and key == "event":
+        unknown = [v for v in values if v not in DYNAMODB_EVENTS]
+        if unknown:  # a typo here would silently match nothing, for ever
+            raise RuleError(key, f"{unknown[0]!r} is not INSERT, MODIFY or REMOVE")
+    # `*` stays inside one ARN field in topics, inside the owner or the name in a repository.
+    within = {"topic": ":", "repository": "/"}.get(key)
     return Matcher(key, patterns=tuple(glob_pattern(v, within=within) for v in values))
 
 

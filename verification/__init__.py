@@ -1,4 +1,5 @@
-"""Request verification: Alexa (as ASK SDK verifiers) and SNS; the SDK import fix; the dev CA."""
+"""Request verification: Alexa (as ASK SDK verifiers), SNS, EventBridge and GitHub; the SDK import
+fix; the dev CA."""
 
 from verification import sdkcompat
 
@@ -8,6 +9,8 @@ from verification.application_id import ApplicationIdVerifier  # noqa: E402
 from verification.chains import ChainCache  # noqa: E402
 from verification.devca import DevCA  # noqa: E402
 from verification.errors import VerificationFailed  # noqa: E402
+from verification.eventbridge import EventBridgeAuth  # noqa: E402
+from verification.github import GitHubSignature  # noqa: E402
 from verification.signature import SignatureVerifier  # noqa: E402
 from verification.sns import SnsVerifier  # noqa: E402
 from verification.timestamp import TimestampVerifier  # noqa: E402
@@ -16,6 +19,8 @@ __all__ = [
     "ApplicationIdVerifier",
     "ChainCache",
     "DevCA",
+    "EventBridgeAuth",
+    "GitHubSignature",
     "SignatureVerifier",
     "SnsVerifier",
     "TimestampVerifier",

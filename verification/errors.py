@@ -154,3 +154,25 @@ class SnsSubscribeUrl(SnsVerificationFailed):
     """A SubscribeURL that is not SNS's own confirmation URL for this topic: never fetched."""
 
     reason = "sns-subscribe-url"
+
+
+# --- EventBridge and GitHub (DESIGN §11) -----------------------------------------------------
+
+
+class EventVerificationFailed(VerificationFailed):
+    """An EventBridge or GitHub delivery was refused; `status` is the HTTP answer."""
+
+    reason = "event"
+    status = 401
+
+
+class EventBridgeAuthFailed(EventVerificationFailed):
+    """The API destination's connection credential is missing or wrong."""
+
+    reason = "eventbridge-auth"
+
+
+class GitHubSignatureInvalid(EventVerificationFailed):
+    """X-Hub-Signature-256 is missing, malformed, or not the HMAC of the body with our secret."""
+
+    reason = "github-signature"

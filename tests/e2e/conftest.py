@@ -62,6 +62,7 @@ class Server:
     process: subprocess.Popen[bytes]
     log_file: Any = None
     admin_url: str = ""  # the admin listener: /readyz, /metrics, /intents
+    config: Path | None = None  # the configuration it serves
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -142,6 +143,7 @@ def start_server(
             process,
             log_file,
             admin_url=f"{scheme}://127.0.0.1:{admin_port}",
+            config=config,
         )
         servers.append(server)
 
@@ -263,3 +265,65 @@ def signed(dev_ca: DevCA) -> Callable[..., Answer]:
         return post(url + "/", raw, {**dev_ca.sign(raw), **(headers or {})})
 
     return send
+
+
+@dataclass
+class EventFunction:
+    """A real function process (tests/functions/event_recorder.py) and what it was sent."""
+
+    port: int
+    record: Path
+    fail_file: Path
+    process: subprocess.Popen[str]
+
+    def payloads(self) -> list[Any]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines()]
+
+    def ids(self) -> list[str]:
+        return [payload["id"] for payload in self.payloads()]
+
+    def fail(self, *ids: str) -> None:
+        """Hang up on these event ids from now on (`*`: on all; none: work again)."""
+        self.fail_file.write_text("".join(f"{i}\n" for i in ids))
+
+    def route(self) -> str:
+        return f'host = "127.0.0.1"\nport = {self.port}\n'
+
+
+@pytest.fixture(scope="module")
+def event_function(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[], EventFunction]]:
+    """Start recording function processes; each is killed at the end of the module."""
+    started: list[EventFunction] = []
+    recorder = HERE.parent / "functions" / "event_recorder.py"
+
+    def start() -> EventFunction:
+        tmp = tmp_path_factory.mktemp("event-function")
+        port = free_port()
+        record, fail_file = tmp / "received.jsonl", tmp / "fail"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(recorder),
+                "--port",
+                str(port),
+                "--record",
+                str(record),
+                "--fail",
+                str(fail_file),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        function = EventFunction(port, record, fail_file, process)
+        started.append(function)
+        return function
+
+    yield start
+    for function in started:
+        function.process.kill()
+        function.process.wait()

@@ -63,7 +63,7 @@ def embedded(tmp_path_factory):
 
 def function_ports(log_path: Path) -> list[int]:
     ports = [int(p) for p in re.findall(r"on 127\.0\.0\.1:(\d+)", log_path.read_text())]
-    assert len(ports) == 6, log_path.read_text()
+    assert len(ports) == 7, log_path.read_text()
     return ports
 
 
@@ -163,6 +163,50 @@ def test_a_confirmation_for_the_development_topic_is_only_logged(embedded):
     answer = sns_post(url, dev_ca.sign_sns(confirmation))
     assert answer.json == {"rules": [], "subscription": "logged"}
     wait_until(lambda: "awaits confirmation" in log_path.read_text(), 5, "the logged URL")
+
+
+def events_send(url: str, kind: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`events send` with no config: the embedded default's development credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
+    path = "/events/github" if kind == "github" else "/events/eventbridge"
+    return subprocess.run(
+        [sys.executable, "-m", "skill.cli", "events", "send", kind, "--url", url + path, *args],
+        capture_output=True,
+        text=True,
+        env={**env, "COLUMNS": "200"},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_github_push_is_remembered_and_alexa_hears_who_pushed_what(embedded):
+    url, _, _, dev_ca = embedded
+    done = events_send(url, "github", "--event", "push")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "  deploys              ok" in done.stdout
+    body = json.dumps(intent("LastDeployIntent")).encode()
+    answer = post(url + "/", body, dev_ca.sign(body))
+    assert answer.speech == (
+        "The last push to acme/site main was by baxterthehacker: Update README.md."
+    )
+
+
+def test_eventbridge_and_dynamodb_deliveries_reach_the_example_rules(embedded):
+    url, _, _, _ = embedded
+    dynamodb = events_send(url, "dynamodb", "--table", "Orders", "--new", '{"id": 1}')
+    assert dynamodb.returncode == 0, dynamodb.stderr + dynamodb.stdout
+    assert "  orders               ok" in dynamodb.stdout
+    eventbridge = events_send(url, "eventbridge")
+    assert eventbridge.returncode == 0, eventbridge.stderr + eventbridge.stdout
+    assert "  instances            ok" in eventbridge.stdout
+    ping = events_send(url, "github", "--event", "ping")
+    assert "HTTP 200: pong" in ping.stdout
+
+
+def test_the_banner_names_the_webhook_endpoints(embedded):
+    url, _, log_path, _ = embedded
+    text = log_path.read_text()
+    assert f"POST {url}/events/eventbridge" in text and f"POST {url}/events/github" in text
 
 
 def test_sigterm_stops_the_server_and_its_function_processes(embedded):
