@@ -471,7 +471,7 @@ def test_stop_grace_period_outlasts_the_servers_graceful_timeout(stack, prod):
 
 
 # Event examples keep what they were sent in memory: two replicas would not agree.
-STATEFUL = frozenset({"alarms", "uploads"})
+STATEFUL = frozenset({"alarms", "uploads", "deploys"})
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

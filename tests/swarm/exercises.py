@@ -41,6 +41,7 @@ EXERCISES: dict[str, Exercise] = {
     # Nothing is sent through SNS on the swarm: the event examples answer from empty memory.
     "alarms": Exercise("AlarmStatusIntent", r"No alarm has been reported yet\.|The alarm"),
     "uploads": Exercise("UploadsIntent", r"No files have been uploaded yet\.|new files?"),
+    "deploys": Exercise("LastDeployIntent", r"No push has been|The last push"),
 }
 
 
