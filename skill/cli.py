@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _simulator_commands(commands)
-    from skill.eventsend import add_parser as add_events_parser
+    from skill.devtools.eventsend import add_parser as add_events_parser
 
     add_events_parser(commands, _timeout_flag)
     return parser
@@ -158,11 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "certify":
-        from skill.certify import certify_command
+        from skill.devtools.certify import certify_command
 
         return certify_command(args.url, skill_id=args.skill_id, timeout=args.timeout)
     if args.command == "events":  # signs with the dev CA; needs no configuration
-        from skill.eventsend import send_command
+        from skill.devtools.eventsend import send_command
 
         return send_command(args, parser)
     if args.command == "models" and args.models_command is None:
@@ -263,7 +263,7 @@ def models_check(settings: Settings, directory: str | None) -> int:
     from pathlib import Path
 
     from dispatch.registry import Router
-    from skill.modelcheck import check_models, print_report
+    from skill.devtools.modelcheck import check_models, print_report
 
     router = Router(
         settings.routes,
@@ -278,16 +278,16 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     """`simulate` and `dialog`: signed requests to --url, or to the app in process."""
     from pathlib import Path
 
-    from skill import conversation
-    from skill.alexa_api import local_alexa_api
     from skill.client import EndpointError, EndpointUnreachable
-    from skill.settings import DEVELOPMENT_SKILL_ID
-    from skill.simulator import (
+    from skill.devtools import conversation
+    from skill.devtools.alexa_api import local_alexa_api
+    from skill.devtools.simulator import (
         ModelNotFound,
         load_interaction_model,
         parse_slot_flags,
         undeclared_slots,
     )
+    from skill.settings import DEVELOPMENT_SKILL_ID
 
     if args.command == "simulate":
         options = (args.utterance, args.intent, args.launch, args.end, args.request)

@@ -1,4 +1,4 @@
-"""The development tools' stand-in for Alexa's directive API (skill/alexa_api.py), over HTTP."""
+"""The development tools' stand-in for Alexa's directive API (devtools/alexa_api.py), on HTTP."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from skill.alexa_api import LocalAlexaApi, local_alexa_api, simulator_port
+from skill.devtools.alexa_api import LocalAlexaApi, local_alexa_api, simulator_port
 from skill.settings import DispatchSettings, Settings
 from tests.helpers import free_port
 

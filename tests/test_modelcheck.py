@@ -12,7 +12,7 @@ import pytest
 
 from dispatch.registry import Router, parse_route
 from skill.cli import main
-from skill.modelcheck import Finding, check_models, invocation_name_problems
+from skill.devtools.modelcheck import Finding, check_models, invocation_name_problems
 from skill.models import DEFAULT_MODELS
 
 ROUTES = {

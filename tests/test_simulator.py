@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from skill.envelope import EnvelopeSerializer
-from skill.settings import DEVELOPMENT_SKILL_ID
-from skill.simulator import (
+from skill.devtools.simulator import (
     NoMatch,
     SessionState,
     alexa_slots,
@@ -25,6 +23,8 @@ from skill.simulator import (
     strip_invocation,
     undeclared_slots,
 )
+from skill.envelope import EnvelopeSerializer
+from skill.settings import DEVELOPMENT_SKILL_ID
 
 SKILL = DEVELOPMENT_SKILL_ID
 AUTHORITY = f"amzn1.er-authority.echo-sdk.{SKILL}.FriendName"

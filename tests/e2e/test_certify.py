@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from skill.certify import (
+from skill.cli import main
+from skill.devtools.certify import (
     AMAZON_INVALID_CERT_URLS,
     FAIL,
     NOT_ISOLATED,
@@ -18,7 +19,6 @@ from skill.certify import (
     PASS,
     Certifier,
 )
-from skill.cli import main
 from verification.devca import DevCA
 
 NEGATIVE_CHECKS = 7 + len(AMAZON_INVALID_CERT_URLS)

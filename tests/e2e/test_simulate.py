@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from skill.conversation import HttpEndpoint, Transcript, dialog
+from skill.devtools.conversation import HttpEndpoint, Transcript, dialog
+from skill.devtools.simulator import load_interaction_model
 from skill.settings import DEVELOPMENT_SKILL_ID
-from skill.simulator import load_interaction_model
 from tests.e2e.conftest import free_port, trusted_config, wait_until
 from verification.devca import DevCA
 

@@ -25,10 +25,9 @@ from rich.panel import Panel
 from rich.text import Text
 
 from skill import client
-from skill.alexa_api import LocalAlexaApi
 from skill.client import Answer, EndpointProtocolError
-from skill.settings import Settings
-from skill.simulator import (
+from skill.devtools.alexa_api import LocalAlexaApi
+from skill.devtools.simulator import (
     InteractionModel,
     Match,
     NoMatch,
@@ -44,6 +43,7 @@ from skill.simulator import (
     strip_invocation,
     timestamp,
 )
+from skill.settings import Settings
 from skill.terminal import json_text, plain, printable
 
 DEFAULT_URL = "http://127.0.0.1:3000/"

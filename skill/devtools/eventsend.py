@@ -14,7 +14,7 @@ put there:
     events send --file recorded.json     # a recorded message, re-stamped and re-signed
     events send --confirm                # a SubscriptionConfirmation for --topic
 
-EventBridge, a DynamoDB Pipe and GitHub (`skill/eventsamples.py`), with the
+EventBridge, a DynamoDB Pipe and GitHub (`skill/devtools/eventsamples.py`), with the
 credentials of the configuration the endpoint runs (`--config`):
 
     events send eventbridge --source aws.ec2 --detail-type "EC2 Instance State-change Notification"
@@ -99,7 +99,7 @@ def add_parser(commands: Any, timeout_flag: Any) -> None:
 
 def _webhook_flags(send: Any) -> None:
     """The flags of the eventbridge, dynamodb and github kinds."""
-    from skill import eventsamples
+    from skill.devtools import eventsamples
 
     send.add_argument(
         "--config",
@@ -170,7 +170,7 @@ def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 def _send_webhook(args: argparse.Namespace) -> int:
     """eventbridge, dynamodb, github: build, authenticate with the configured credentials, send."""
-    from skill import eventsamples
+    from skill.devtools import eventsamples
     from skill.settings import ConfigError, load_settings
 
     endpoint = ENDPOINTS[args.kind]

@@ -23,8 +23,7 @@ from typing import Any
 
 from skill import client
 from skill.client import Answer, EndpointError
-from skill.settings import DEVELOPMENT_SKILL_ID
-from skill.simulator import (
+from skill.devtools.simulator import (
     SessionState,
     encode,
     envelope,
@@ -32,6 +31,7 @@ from skill.simulator import (
     launch_request,
     session_ended_request,
 )
+from skill.settings import DEVELOPMENT_SKILL_ID
 
 ALEXA_TIMEOUT = 8.0  # Alexa gives up on an endpoint after 8 s
 MAX_RESPONSE_BYTES = 24 * 1024

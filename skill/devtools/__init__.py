@@ -1,0 +1,5 @@
+"""The developer's tools: simulate, dialog, certify, models check, events send (and the console).
+
+Everything here talks to an endpoint as Alexa, SNS, EventBridge or GitHub
+would, from the developer's machine; nothing in the server imports it.
+"""
