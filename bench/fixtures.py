@@ -8,13 +8,15 @@ function with the same configuration.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -200,3 +202,55 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the app in process, as the servers build it (profile.py, growth.py) ----------------
+
+WSGIApp = Callable[[dict[str, Any], Any], Any]
+
+
+def production_like_process(tmp: Path) -> Path:
+    """Multiprocess metrics and the JSON request log, as `serve()` sets them up."""
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
+    from skill.observability import prepare_multiprocess
+    from skill.server import configure_logging
+
+    prepare_multiprocess()
+    configure_logging()
+    log_path = tmp / "requests.log"
+    stream = log_path.open("a", encoding="utf-8")  # a file, as a log shipper would read
+    for logger in (logging.getLogger(), logging.getLogger("funker_dispatch.requests")):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(stream)
+    return log_path
+
+
+def request_caller(app: WSGIApp, body: bytes, headers: dict[str, str]) -> Callable[[], bytes]:
+    """One POST / through the app's WSGI entry point, with a fresh environ each time."""
+    from werkzeug.test import EnvironBuilder
+
+    template = EnvironBuilder(
+        path="/", method="POST", data=body, headers=headers, base_url="http://127.0.0.1:3000"
+    ).get_environ()
+    statuses: list[str] = []
+
+    def start_response(status: str, response_headers: Any, exc_info: Any = None) -> None:
+        statuses.append(status)
+
+    def call() -> bytes:
+        environ = dict(template)
+        environ["wsgi.input"] = io.BytesIO(body)
+        statuses.clear()
+        chunks = app(environ, start_response)
+        try:
+            answer = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        if not statuses or not statuses[0].startswith("200"):
+            raise SystemExit(f"expected 200, got {statuses}: {answer[:300]!r}")
+        return answer
+
+    return call

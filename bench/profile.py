@@ -35,7 +35,6 @@ sys.path.insert(0, _bench)
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import logging  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
@@ -49,6 +48,8 @@ from fixtures import (  # noqa: E402
     BENCH_API_ORIGIN,
     ROOT,
     dispatch_config,
+    production_like_process,
+    request_caller,
     request_envelope,
     signed_request,
     spacecount_function,
@@ -57,53 +58,6 @@ from fixtures import (  # noqa: E402
 from verification.devca import DevCA  # noqa: E402
 
 WSGIApp = Callable[[dict[str, Any], Any], Any]
-
-
-def production_like_process(tmp: Path) -> Path:
-    """Multiprocess metrics and the JSON request log, as `serve()` sets them up."""
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
-    from skill.observability import prepare_multiprocess
-    from skill.server import configure_logging
-
-    prepare_multiprocess()
-    configure_logging()
-    log_path = tmp / "requests.log"
-    stream = log_path.open("a", encoding="utf-8")  # a file, as a log shipper would read
-    for logger in (logging.getLogger(), logging.getLogger("funker_dispatch.requests")):
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(stream)
-    return log_path
-
-
-def request_caller(app: WSGIApp, body: bytes, headers: dict[str, str]) -> Callable[[], bytes]:
-    """One POST / through the app's WSGI entry point, with a fresh environ each time."""
-    from werkzeug.test import EnvironBuilder
-
-    template = EnvironBuilder(
-        path="/", method="POST", data=body, headers=headers, base_url="http://127.0.0.1:3000"
-    ).get_environ()
-    statuses: list[str] = []
-
-    def start_response(status: str, response_headers: Any, exc_info: Any = None) -> None:
-        statuses.append(status)
-
-    def call() -> bytes:
-        environ = dict(template)
-        environ["wsgi.input"] = io.BytesIO(body)
-        statuses.clear()
-        chunks = app(environ, start_response)
-        try:
-            answer = b"".join(chunks)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-        if not statuses or not statuses[0].startswith("200"):
-            raise SystemExit(f"expected 200, got {statuses}: {answer[:300]!r}")
-        return answer
-
-    return call
 
 
 def per_request_ms(call: Callable[[], Any], requests: int) -> tuple[float, float]:
