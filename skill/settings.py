@@ -614,6 +614,15 @@ def _check_pem(source: str, key: str, path: str) -> None:
         raise ConfigError(source, key, f"{path} holds no PEM certificate") from None
 
 
+def admin_origin(server: ServerSettings) -> str:
+    """`http://host:port` of the admin listener, as a browser or a client on this machine
+    names it (the console's own origin)."""
+    host = server.admin_host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    return f"http://{host}:{server.admin_port}"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
