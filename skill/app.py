@@ -1,7 +1,8 @@
 """The Flask apps: the pre-check seam, flask-ask-sdk's SkillAdapter, JSON errors, status routes.
 
 `create_app` is the public listener's app (Alexa, /healthz); `create_admin_app`
-the admin listener's (/healthz, /readyz, /metrics, /intents), sharing its state.
+the admin listener's (/healthz, /readyz, /metrics, /intents, and the console
+when `[console] enabled`), sharing its state.
 """
 
 from __future__ import annotations
@@ -205,6 +206,10 @@ def create_admin_app(public: Flask) -> Flask:
     app.add_url_rule("/intents", "intents", lambda: _intents(router, models))
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
+    if settings.console.enabled:
+        from skill.devtools.console import register  # the server imports devtools only then
+
+        register(app)  # GET /console, /console/api/..., its directive inbox (DESIGN §12)
     return app
 
 
