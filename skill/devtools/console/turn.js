@@ -1,7 +1,7 @@
 // One turn of the conversation: what was understood, what Alexa says and shows, the
 // server's own trace, and the signed request and response (editable, re-sendable).
 
-import { download, el, ms, pretty } from "./dom.js";
+import { download, el, pretty } from "./dom.js";
 
 // `resend(turn, body, resign)` sends an edited request; `locale` is the voice to speak in.
 export function renderTurn(turn, { resend, locale }) {
@@ -19,7 +19,8 @@ export function renderTurn(turn, { resend, locale }) {
       : null,
     turn.status === 200
       ? el("p", { class: "muted", dataset: { part: "session-end" } },
-        turn.ends_session ? "session ended by the skill" : "session stays open")
+        turn.ends_session ? "session ended by the skill"
+          : turn.session.ended ? "session ended" : "session stays open")
       : null,
     traceLine(turn.trace),
     skillIo(turn, resend));
@@ -85,22 +86,27 @@ function card(card) {
       : null);
 }
 
+function ms(value) {
+  return value === null || value === undefined ? "–" : `${value} ms`;
+}
+
 function traceLine(trace) {
   if (!trace) {
     return el("p", { class: "trace muted", dataset: { part: "trace" } },
       "no trace: the server sent none for this request");
   }
+  // The record's own values, as the server logged them (milliseconds to two places).
   const cells = [
-    ["route", trace.route ?? "(none: answered by the dispatcher)"],
-    ["function", trace.function ?? "–"],
-    ["verify", ms(trace.verify_ms)],
-    ["in function", ms(trace.function_ms)],
-    ["total", ms(trace.total_ms)],
-    ["outcome", trace.outcome],
-    ["reason", trace.reason ?? "–"],
+    ["route", "route", trace.route ?? "(none: answered by the dispatcher)"],
+    ["function", "function", trace.function ?? "–"],
+    ["verify_ms", "verify", ms(trace.verify_ms)],
+    ["function_ms", "in function", ms(trace.function_ms)],
+    ["total_ms", "total", ms(trace.total_ms)],
+    ["outcome", "outcome", trace.outcome],
+    ["reason", "reason", trace.reason ?? "–"],
   ];
   return el("dl", { class: "trace", dataset: { part: "trace" }, title: "the server's own request record" },
-    cells.map(([name, value]) => el("div", {}, el("dt", {}, name), el("dd", {}, value))));
+    cells.map(([field, name, value]) => el("div", { dataset: { field } }, el("dt", {}, name), el("dd", {}, value))));
 }
 
 function skillIo(turn, resend) {
