@@ -93,21 +93,19 @@ class Embedded:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture(scope="session")
-def embedded(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
-    """Started only when a browser is there (the fixture above skips first otherwise)."""
-    home = tmp_path_factory.mktemp("console-home")
+def start_embedded(home: Path) -> Embedded:
+    """`funker-dispatch serve` with no config, its state in `home`, on free ports."""
     port, admin = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
     env.update(FUNKER_DISPATCH_HOME=str(home), FUNKER_DISPATCH_SERVER_ADMIN_PORT=str(admin))
     log_path = home / "server.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    with log_path.open("wb") as log_file:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     server = Embedded(
         f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}", log_path, home, process
     )
@@ -122,14 +120,29 @@ def embedded(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         except OSError:
             return False
 
-    wait_until(healthy, 30, "the embedded default to answer on both listeners")
-    yield server
-    process.terminate()
     try:
-        process.wait(timeout=30)
+        wait_until(healthy, 30, "the embedded default to answer on both listeners")
+    except BaseException:
+        stop_embedded(server)
+        raise
+    return server
+
+
+def stop_embedded(server: Embedded) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()
-    log_file.close()
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def embedded(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
+    """Started only when a browser is there (the fixture above skips first otherwise)."""
+    server = start_embedded(tmp_path_factory.mktemp("console-home"))
+    yield server
+    stop_embedded(server)
 
 
 @dataclass

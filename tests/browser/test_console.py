@@ -181,6 +181,7 @@ def test_an_edited_request_sent_as_is_is_refused_signature_and_re_signed_is_answ
     expect(refused.locator("[data-part=refusal]")).to_have_attribute("data-reason", "signature")
     expect(refused.locator("[data-part=refusal]")).to_contain_text("HTTP 400 signature")
     expect(field(refused, "outcome")).to_have_text("rejected")
+    expect(field(refused, "route")).to_have_text("(refused before routing)")
     expect(field(refused, "reason")).to_have_text("signature")
 
     item.locator("button.resign").click()
@@ -262,6 +263,7 @@ def test_certify_against_this_endpoint_shows_its_table(console):
     expect(console.locator("#certify-result tbody tr", has_text="tampered body")).to_contain_text(
         "pass"
     )
+    assert "null" not in console.locator("#certify-result").inner_text()
 
 
 # --- dialog scripts ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ export function wireCertify() {
     button.disabled = true;
     box.replaceChildren(el("p", { class: "muted" }, "running…"));
     try {
-      box.replaceChildren(...report(await call("certify", {})));
+      box.replaceChildren(...report(await call("certify", {})).filter(Boolean));
     } catch (error) {
       box.replaceChildren();
       problem(error);

@@ -32,7 +32,7 @@ function renderForm(kind) {
     return el("label", {}, el("code", {}, field.option), input);
   });
   form.replaceChildren(
-    el("p", { class: "muted" }, `POST ${kind.endpoint}`, kind.enabled ? "" : " — not configured on this server"),
+    el("p", { class: "muted wide" }, `POST ${kind.endpoint}`, kind.enabled ? "" : " — not configured on this server"),
     ...inputs,
     el("button", { type: "submit", disabled: !kind.enabled }, `Send ${kind.title}`));
   form.onsubmit = async (event) => {

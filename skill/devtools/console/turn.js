@@ -97,7 +97,8 @@ function traceLine(trace) {
   }
   // The record's own values, as the server logged them (milliseconds to two places).
   const cells = [
-    ["route", "route", trace.route ?? "(none: answered by the dispatcher)"],
+    ["route", "route", trace.route
+      ?? (trace.outcome === "rejected" ? "(refused before routing)" : "(none: answered by the dispatcher)")],
     ["function", "function", trace.function ?? "–"],
     ["verify_ms", "verify", ms(trace.verify_ms)],
     ["function_ms", "in function", ms(trace.function_ms)],
