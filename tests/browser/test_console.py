@@ -65,6 +65,10 @@ def log_record(server: Embedded, request_id: str) -> dict[str, Any]:
 # --- the page ---------------------------------------------------------------------------
 
 
+def test_the_embedded_banner_names_the_console(embedded):
+    assert f"console       {embedded.console}" in embedded.log()
+
+
 def test_the_page_loads_with_no_console_errors(console):
     expect(console.locator("#locale option")).to_have_count(2)
     expect(console.locator("#endpoint")).to_contain_text("amzn1.ask.skill.00000000")
