@@ -1,7 +1,8 @@
 """The Flask apps: the pre-check seam, flask-ask-sdk's SkillAdapter, JSON errors, status routes.
 
 `create_app` is the public listener's app (Alexa, /healthz); `create_admin_app`
-the admin listener's (/healthz, /readyz, /metrics, /intents), sharing its state.
+the admin listener's (/healthz, /readyz, /metrics, /intents, and the console
+when `[console] enabled`), sharing its state.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
-from skill import events  # noqa: E402
+from skill import events, trace  # noqa: E402
 from skill.bridge import BODY_ERROR, BodyFailure  # noqa: E402
 from skill.envelope import (  # noqa: E402
     MAX_BODY_BYTES,
@@ -58,8 +59,8 @@ from skill.observability import (  # noqa: E402
     render_metrics,
     short_hash,
 )
-from skill.progressive import sender_for  # noqa: E402
-from skill.settings import Settings  # noqa: E402
+from skill.progressive import origin, sender_for  # noqa: E402
+from skill.settings import Settings, admin_origin  # noqa: E402
 from skill.verifiers import build_verifiers  # noqa: E402
 from verification import SignatureVerifier  # noqa: E402
 
@@ -121,7 +122,7 @@ def create_app(settings: Settings) -> Flask:
         settings.dispatch.max_response_bytes,
         progressive=sender_for(
             settings.dispatch.progressive_after,
-            settings.dispatch.progressive_hosts,
+            _progressive_hosts(settings),
             settings.routes,
         ),
     )
@@ -167,6 +168,8 @@ def create_app(settings: Settings) -> Flask:
         "ready": ready,
         "signature": signature,
         "settings": settings,
+        # Made here, before granian forks: every worker and the admin process share it.
+        "console_key": trace.new_key() if settings.console.enabled else None,
     }
     _prefetch(verifiers, settings.verification.prefetch, ready)
 
@@ -203,7 +206,24 @@ def create_admin_app(public: Flask) -> Flask:
     app.add_url_rule("/intents", "intents", lambda: _intents(router, models))
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
+    if settings.console.enabled:
+        from skill.devtools.console import register  # the server imports devtools only then
+
+        register(app)  # GET /console, /console/api/..., its directive inbox (DESIGN §12)
     return app
+
+
+def _progressive_hosts(settings: Settings) -> tuple[str, ...]:
+    """Where progressive responses may go: the configured origins, and the console's.
+
+    The console serves the directive API on the admin listener itself (loopback
+    only, its own bearer token), so a turn it sends shows the "One moment."
+    the server sent while the function worked (DESIGN §13).
+    """
+    hosts = settings.dispatch.progressive_hosts
+    if settings.console.enabled and settings.server.admin_port:
+        hosts = (*hosts, origin(admin_origin(settings.server)))
+    return hosts
 
 
 def body_cap(settings: Settings) -> Callable[[str], int]:
@@ -502,23 +522,26 @@ def _observe(record: RequestRecord, response: Response) -> None:
     if record.handled_at is not None and g.get("checked_at") is not None:
         # The signature (in the pre-check) plus the SDK's verifiers before the handler.
         verify_ms = (g.get("signature_s", 0.0) + record.handled_at - g.checked_at) * 1000
-    log_request(
-        {
-            "request_id": _request_id(),
-            "request_type": record.request_type,
-            "intent": record.intent,
-            "route": record.route,
-            "outcome": record.outcome,
-            "reason": record.reason,
-            "status": response.status_code,
-            "locale": record.locale,
-            "user": short_hash(record.user_id),
-            "device": short_hash(record.device_id),
-            "verify_ms": _round(verify_ms),
-            "function_ms": _round(record.function_ms),
-            "total_ms": _round((now - g.started) * 1000),
-        }
-    )
+    fields = {
+        "request_id": _request_id(),
+        "request_type": record.request_type,
+        "intent": record.intent,
+        "route": record.route,
+        "function": record.function,
+        "outcome": record.outcome,
+        "reason": record.reason,
+        "status": response.status_code,
+        "locale": record.locale,
+        "user": short_hash(record.user_id),
+        "device": short_hash(record.device_id),
+        "verify_ms": _round(verify_ms),
+        "function_ms": _round(record.function_ms),
+        "total_ms": _round((now - g.started) * 1000),
+    }
+    log_request(fields)
+    key = state.get("console_key")
+    if trace.asked(key, request.headers.get(trace.MARKER_HEADER), g.get("body")):
+        response.headers[trace.TRACE_HEADER] = trace.encode(fields)
 
 
 def _round(value: float | None) -> float | None:

@@ -27,7 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,11 +44,13 @@ _SHOWN = 60  # characters of a bad status line quoted in the error
 
 @dataclass(frozen=True)
 class Answer:
-    """One complete HTTP answer: status, body bytes and how long it took."""
+    """One complete HTTP answer: status, body bytes, how long it took, headers (names in
+    lower case; of a repeated header, the last)."""
 
     status: int
     body: bytes
     seconds: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class EndpointError(Exception):
@@ -123,7 +125,8 @@ def post(
         response = connection.getresponse()
         phase = "body"
         data = _read_body(url, response, max_bytes)
-        return Answer(response.status, data, time.monotonic() - started)
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Answer(response.status, data, time.monotonic() - started, headers)
     except TimeoutError:
         what = "no answer" if phase in ("connect", "tls", "answer") else "the answer did not finish"
         raise EndpointDeadlineExceeded(url, f"{what} within {timeout:g} s") from None

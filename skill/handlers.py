@@ -48,6 +48,7 @@ class RequestRecord:
     intent: str | None = None
     locale: str | None = None
     route: str | None = None
+    function: str | None = None  # host:port of the function called
     outcome: str = "ok"  # ok | apology | rejected | error
     reason: str | None = None
     function_ms: float | None = None
@@ -102,6 +103,7 @@ class Dispatcher:
         except NoRoute as exc:
             return self._apologise(record, locale, exc.kind, f"no route for {name}", request_id)
         record.route = route.name
+        record.function = f"{route.host}:{route.port}"
         payload = _payload(route)
         timeout = min(self.deadline, route.timeout or self.deadline)
         started = time.perf_counter()

@@ -303,6 +303,8 @@ def _print_embedded_banner(settings: Settings) -> None:
     ]
     if admin:
         lines.append(f"  routes        curl {admin}/intents")
+        if settings.console.enabled:
+            lines.append(f"  console       {admin}/console")
     from triggers.rules import ENDPOINT
 
     def rules(endpoint: str) -> str:

@@ -98,6 +98,13 @@ class VerificationSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """`[console]`: the web console on the admin listener (DESIGN §12)."""
+
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class LocalFunction:
     """An example function the embedded default runs as a child process."""
 
@@ -121,6 +128,7 @@ class Settings:
     # Event triggers (DESIGN §11); see "event triggers" below.
     triggers: TriggerSettings = field(default_factory=lambda: TriggerSettings())
     rules: Mapping[str, Rule] = field(default_factory=dict)  # [events.NAME]
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
 
 # Each key: (parser, description of the expected value). Parsers take the TOML
@@ -314,8 +322,12 @@ VERIFICATION_KEYS: dict[str, Parser] = {
     "allow_sha1": _bool,
     "prefetch": _str_list,
 }
+CONSOLE_KEYS: dict[str, Parser] = {"enabled": _bool}
 # "triggers" and "events": the event triggers (below).
-SECTIONS = {"server", "skill", "dispatch", "verification", "intents", "triggers", "events"}
+SECTIONS = {
+    *("server", "skill", "dispatch", "verification", "intents", "triggers", "events"),
+    "console",
+}
 
 
 def load_settings(
@@ -392,6 +404,7 @@ def settings_from_mapping(data: Mapping[str, Any], source: str) -> Settings:
         source=source,
         triggers=triggers,
         rules=rules,
+        console=_section(data, "console", CONSOLE_KEYS, ConsoleSettings, source),
     )
 
 
@@ -508,6 +521,16 @@ def _check(settings: Settings) -> Settings:
             f"the embedded default serves on loopback only, not {server.host!r}; "
             "pass --config to serve elsewhere",
         )
+    if settings.console.enabled and not _is_loopback(server.admin_host):
+        # The console signs whatever it is asked to with the development CA and the
+        # trigger credentials: reachable from another machine, it would sign for anyone.
+        raise ConfigError(
+            settings.source,
+            "console.enabled",
+            f"the console is a signing service and is served on a loopback [server] "
+            f"admin_host only, not {server.admin_host!r}; turn it off or bind the admin "
+            "listener to 127.0.0.1",
+        )
     return replace(settings, server=_admin(settings.source, server))
 
 
@@ -589,6 +612,15 @@ def _check_pem(source: str, key: str, path: str) -> None:
         x509.load_pem_x509_certificates(data)
     except ValueError:
         raise ConfigError(source, key, f"{path} holds no PEM certificate") from None
+
+
+def admin_origin(server: ServerSettings) -> str:
+    """`http://host:port` of the admin listener, as a browser or a client on this machine
+    names it (the console's own origin)."""
+    host = server.admin_host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    return f"http://{host}:{server.admin_port}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -981,6 +1013,7 @@ def embedded_default() -> Settings:
             github=GitHubTriggerSettings(secret=DEVELOPMENT_GITHUB_SECRET),
         ),
         rules=rules,
+        console=ConsoleSettings(enabled=True),  # `make run` is a developer's own machine
     )
 
 

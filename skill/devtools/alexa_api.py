@@ -11,7 +11,8 @@ directive it receives is kept by request id, so the transcript can show
 
 Nothing here leaves the machine: the server binds 127.0.0.1, and the
 dispatcher only POSTs to an origin its `[dispatch] progressive_hosts` lists
-(the embedded default lists `SIMULATOR_API_ORIGIN`).
+(the embedded default lists `SIMULATOR_API_ORIGIN`). The web console keeps
+the same `DirectiveInbox` behind a view on the admin listener instead.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from skill.settings import Settings
 
@@ -34,14 +35,105 @@ MAX_BODY_BYTES = 64 * 1024  # a directive is a few hundred bytes
 SETTLE_SECONDS = 1.0
 
 
-class LocalAlexaApi:
-    """The directive API on 127.0.0.1:`port` (0: any free port) while the `with` block runs."""
+class AlexaApi(Protocol):
+    """What a conversation needs of a stand-in: its origin, its token, what it received."""
 
-    def __init__(self, port: int = 0) -> None:
+    url: str
+    token: str
+
+    def directives(
+        self, request_id: str, settle: float = SETTLE_SECONDS
+    ) -> list[dict[str, Any]]: ...
+
+
+class DirectiveInbox:
+    """What the stand-in keeps: directives by request id, for one bearer token.
+
+    Served by `LocalAlexaApi` (its own loopback port, for `simulate` and `dialog`)
+    and by the console (a view on the admin listener); both answer as Alexa's
+    API does through `receive`.
+    """
+
+    def __init__(self) -> None:
         self.token = "dev-" + secrets.token_urlsafe(24)
         self._directives: dict[str, list[dict[str, Any]]] = {}
         self._receiving = 0
         self._changed = threading.Condition()
+
+    def directives(self, request_id: str, settle: float = SETTLE_SECONDS) -> list[dict[str, Any]]:
+        """The directives received for `request_id` (taken: asked once per turn).
+
+        The dispatcher sends the answer even while its POST is still arriving;
+        a POST being received now is waited for, up to `settle` seconds.
+        """
+        deadline = time.monotonic() + settle
+        with self._changed:
+            while self._receiving and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            return self._directives.pop(request_id, [])
+
+    def receive(
+        self, authorization: str | None, length: str | None, read: Callable[[int], bytes]
+    ) -> tuple[int, dict[str, str] | None]:
+        """One POST of a directive: (204, None) when kept, else (status, `{code, message}`)."""
+        if not self.authorized(authorization):
+            return 401, _error("INVALID_ACCESS_TOKEN", "the bearer token is not this session's")
+        try:
+            size = int(length or "")
+        except ValueError:
+            return 411, _error("INVALID_DIRECTIVE", "Content-Length is required")
+        if not 0 < size <= MAX_BODY_BYTES:
+            return 413, _error("INVALID_DIRECTIVE", "the body is empty or too large")
+        try:
+            body = json.loads(read(size))
+            request_id = body["header"]["requestId"]
+            directive = body["directive"]
+            valid = (
+                isinstance(request_id, str)
+                and isinstance(directive, dict)
+                and directive.get("type") == "VoicePlayer.Speak"
+                and isinstance(directive.get("speech"), str)
+            )
+        except (ValueError, KeyError, TypeError):
+            valid = False
+        if not valid:
+            return 400, _error(
+                "INVALID_DIRECTIVE", "expected header.requestId and VoicePlayer.Speak"
+            )
+        self._keep(request_id, directive)
+        return 204, None
+
+    @contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Around the receipt of one POST, so `directives` waits for it to finish."""
+        with self._changed:
+            self._receiving += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._receiving -= 1
+                self._changed.notify_all()
+
+    def _keep(self, request_id: str, directive: dict[str, Any]) -> None:
+        with self._changed:
+            self._directives.setdefault(request_id, []).append(directive)
+
+    def authorized(self, header: str | None) -> bool:
+        return header is not None and hmac.compare_digest(
+            header.encode("utf-8", "replace"), f"Bearer {self.token}".encode()
+        )
+
+
+def _error(code: str, text: str) -> dict[str, str]:
+    return {"code": code, "message": text}
+
+
+class LocalAlexaApi(DirectiveInbox):
+    """The directive API on 127.0.0.1:`port` (0: any free port) while the `with` block runs."""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__()
         self._server = _Server(("127.0.0.1", port), _Handler, self)
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,38 +153,6 @@ class LocalAlexaApi:
         self._server.shutdown()
         self._server.server_close()
 
-    def directives(self, request_id: str, settle: float = SETTLE_SECONDS) -> list[dict[str, Any]]:
-        """The directives received for `request_id` (taken: asked once per turn).
-
-        The dispatcher sends the answer even while its POST is still arriving;
-        a POST being received now is waited for, up to `settle` seconds.
-        """
-        deadline = time.monotonic() + settle
-        with self._changed:
-            while self._receiving and (left := deadline - time.monotonic()) > 0:
-                self._changed.wait(left)
-            return self._directives.pop(request_id, [])
-
-    # --- called by the handler threads ---
-
-    def _begin(self) -> None:
-        with self._changed:
-            self._receiving += 1
-
-    def _end(self) -> None:
-        with self._changed:
-            self._receiving -= 1
-            self._changed.notify_all()
-
-    def _keep(self, request_id: str, directive: dict[str, Any]) -> None:
-        with self._changed:
-            self._directives.setdefault(request_id, []).append(directive)
-
-    def authorized(self, header: str | None) -> bool:
-        return header is not None and hmac.compare_digest(
-            header.encode("utf-8", "replace"), f"Bearer {self.token}".encode()
-        )
-
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
@@ -108,56 +168,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     timeout = 5  # each receive: a stuck client cannot hold a thread for long
 
-    def setup(self) -> None:
-        self.server.api._begin()
-        super().setup()
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.api._end()
+    def handle(self) -> None:
+        with self.server.api.receiving():
+            super().handle()
 
     def do_POST(self) -> None:
-        api = self.server.api
         if self.path != PATH:
-            self._error(404, "NOT_FOUND", f"only POST {PATH} is served here")
+            self._answer(404, _error("NOT_FOUND", f"only POST {PATH} is served here"))
             return
-        if not api.authorized(self.headers.get("Authorization")):
-            self._error(401, "INVALID_ACCESS_TOKEN", "the bearer token is not this session's")
-            return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._error(411, "INVALID_DIRECTIVE", "Content-Length is required")
-            return
-        if not 0 < length <= MAX_BODY_BYTES:
-            self._error(413, "INVALID_DIRECTIVE", "the body is empty or too large")
-            return
-        try:
-            body = json.loads(self.rfile.read(length))
-            request_id = body["header"]["requestId"]
-            directive = body["directive"]
-            valid = (
-                isinstance(request_id, str)
-                and isinstance(directive, dict)
-                and directive.get("type") == "VoicePlayer.Speak"
-                and isinstance(directive.get("speech"), str)
-            )
-        except (ValueError, KeyError, TypeError):
-            valid = False
-        if not valid:
-            self._error(400, "INVALID_DIRECTIVE", "expected header.requestId and VoicePlayer.Speak")
-            return
-        api._keep(request_id, directive)
-        self.send_response(204)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        status, error = self.server.api.receive(
+            self.headers.get("Authorization"), self.headers.get("Content-Length"), self.rfile.read
+        )
+        self._answer(status, error)
 
-    def _error(self, status: int, code: str, text: str) -> None:
-        body = json.dumps({"code": code, "message": text}).encode()
+    def _answer(self, status: int, error: dict[str, str] | None) -> None:
+        body = json.dumps(error).encode() if error is not None else b""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        if error is not None:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from skill import client
 from skill.client import Answer, EndpointProtocolError
-from skill.devtools.alexa_api import LocalAlexaApi
+from skill.devtools.alexa_api import AlexaApi
 from skill.devtools.simulator import (
     InteractionModel,
     Match,
@@ -87,7 +87,8 @@ class InProcessEndpoint:
         answer = self.client.post(
             self.path, data=body, headers=dict(headers), content_type="application/json"
         )
-        return Answer(answer.status_code, answer.get_data(), time.monotonic() - started)
+        headers = {name.lower(): value for name, value in answer.headers.items()}
+        return Answer(answer.status_code, answer.get_data(), time.monotonic() - started, headers)
 
 
 @contextmanager
@@ -188,7 +189,10 @@ class Conversation:
     locale: str
     session: SessionState = field(init=False)
     ended: bool = False
-    api: LocalAlexaApi | None = None  # the stand-in for Alexa's API that the requests name
+    api: AlexaApi | None = None  # the stand-in for Alexa's API that the requests name
+    # The bytes sent (and signed) for an envelope; the console signs it indented, so the
+    # request it shows for editing is exactly what was signed.
+    encoding: Callable[[Mapping[str, Any]], bytes] = encode
 
     def __post_init__(self) -> None:
         self.session = SessionState(self.application_id)
@@ -257,10 +261,31 @@ class Conversation:
         )
         return self._exchange(sent, said, match)
 
+    def send_bytes(self, body: bytes, headers: Mapping[str, str], said: str) -> Turn:
+        """Exactly `body` with exactly `headers`, nothing stamped or signed anew: a signature
+        kept from other bytes is what the endpoint must refuse (`signature`). The session
+        carries on from the answer as after any turn."""
+        try:
+            sent = json.loads(body)
+        except (ValueError, RecursionError):
+            sent = None
+        return self._post(sent if isinstance(sent, dict) else {}, body, headers, said)
+
     def _exchange(self, sent: dict[str, Any], said: str, match: Match | None = None) -> Turn:
-        body = encode(sent)
-        turn = Turn(said, sent, self.endpoint.post(body, dict(self.sign(body))), match)
-        request_id = sent["request"].get("requestId")
+        body = self.encoding(sent)
+        return self._post(sent, body, dict(self.sign(body)), said, match)
+
+    def _post(
+        self,
+        sent: dict[str, Any],
+        body: bytes,
+        headers: Mapping[str, str],
+        said: str,
+        match: Match | None = None,
+    ) -> Turn:
+        turn = Turn(said, sent, self.endpoint.post(body, dict(headers)), match)
+        request = sent.get("request")
+        request_id = request.get("requestId") if isinstance(request, dict) else None
         if self.api is not None and isinstance(request_id, str):
             turn.progressive = self.api.directives(request_id)
         if turn.answer.status == 200 and turn.response is None:
@@ -407,7 +432,7 @@ def simulate(
     end: bool = False,
     recorded: tuple[str, dict[str, Any]] | None = None,
     transcript: Transcript,
-    api: LocalAlexaApi | None = None,
+    api: AlexaApi | None = None,
 ) -> int:
     """Send one request; 0 when the skill answered 200 with a response, 1 when it did not,
     2 when a recorded request file cannot be replayed (nothing was sent).
@@ -448,7 +473,7 @@ def dialog(
     utterances: Iterable[str],
     *,
     transcript: Transcript,
-    api: LocalAlexaApi | None = None,
+    api: AlexaApi | None = None,
 ) -> tuple[int, Conversation, list[Turn]]:
     """Play utterances in one session until the skill ends it or they run out.
 

@@ -39,7 +39,8 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from skill.client import EndpointError, EndpointProtocolError, EndpointUnreachable, post
-from skill.settings import DEVELOPMENT_TOPIC
+from skill.devtools.eventsamples import Request
+from skill.settings import DEVELOPMENT_TOPIC, Settings
 from skill.terminal import one_line
 
 DEFAULT_URL = "http://127.0.0.1:3000/events/sns"
@@ -141,22 +142,29 @@ def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if args.kind in ENDPOINTS:
         return _send_webhook(args)
     args.url = args.url or DEFAULT_URL
-    topic = args.topic or DEVELOPMENT_TOPIC
-    now = datetime.now(UTC)
     try:
-        if args.file:
-            message, described = recorded(Path(args.file), args.topic, now)
-        elif args.confirm:
-            message, described = confirmation(topic, now), f"SubscriptionConfirmation for {topic}"
-        else:
-            message, described = build(args, topic, now)
-        from verification.devca import DevCA
-
-        signed = DevCA.load_or_create().sign_sns(message, version=args.signature_version)
+        delivery = sns_delivery(args, datetime.now(UTC))
     except (OSError, ValueError) as exc:
         print(f"funker-dispatch events send: {exc}", file=sys.stderr)
         return 2
-    body = json.dumps(signed).encode("utf-8")
+    print(f"POST {one_line(args.url)}: {delivery.described} (MessageId {delivery.id})")
+    return _post_and_report(args.url, delivery.body, delivery.headers, args.timeout)
+
+
+def sns_delivery(args: argparse.Namespace, now: datetime) -> Request:
+    """What SNS would POST for `args` (the command's options): the message signed by the
+    development CA's SNS leaf, with SNS's headers. ValueError or OSError when it cannot be
+    built (a bad recorded file)."""
+    topic = args.topic or DEVELOPMENT_TOPIC
+    if args.file:
+        message, described = recorded(Path(args.file), args.topic, now)
+    elif args.confirm:
+        message, described = confirmation(topic, now), f"SubscriptionConfirmation for {topic}"
+    else:
+        message, described = build(args, topic, now)
+    from verification.devca import DevCA
+
+    signed = DevCA.load_or_create().sign_sns(message, version=args.signature_version)
     headers = {
         "Content-Type": "text/plain; charset=UTF-8",  # what SNS sends
         "x-amz-sns-message-type": signed["Type"],
@@ -164,41 +172,45 @@ def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         "x-amz-sns-topic-arn": signed["TopicArn"],
         "User-Agent": "Amazon Simple Notification Service Agent",
     }
-    print(f"POST {one_line(args.url)}: {described} (MessageId {signed['MessageId']})")
-    return _post_and_report(args.url, body, headers, args.timeout)
+    return Request(json.dumps(signed).encode("utf-8"), headers, described, signed["MessageId"])
 
 
 def _send_webhook(args: argparse.Namespace) -> int:
     """eventbridge, dynamodb, github: build, authenticate with the configured credentials, send."""
-    from skill.devtools import eventsamples
     from skill.settings import ConfigError, load_settings
 
     endpoint = ENDPOINTS[args.kind]
     url = args.url or DEFAULT_URL.removesuffix("/sns") + f"/{endpoint}"
-    now = datetime.now(UTC)
     try:
-        settings = load_settings(args.config)
-        table = getattr(settings.triggers, endpoint)
-        if table is None:
-            raise ValueError(
-                f"{settings.source} has no [triggers.{endpoint}]: nothing to authenticate with"
-            )
-        if args.kind == "eventbridge":
-            detail = eventsamples.json_option(args.detail, "--detail")
-            built = eventsamples.eventbridge(args.source, args.detail_type, detail, now, table)
-        elif args.kind == "dynamodb":
-            new, old, keys = (
-                eventsamples.json_option(getattr(args, flag), f"--{flag}")
-                for flag in ("new", "old", "keys")
-            )
-            built = eventsamples.dynamodb(args.table, args.event, new, old, keys, now, table)
-        else:
-            built = eventsamples.github(args.event, args.repository, args.ref, table.secret)
+        built = webhook_delivery(args, load_settings(args.config), datetime.now(UTC))
     except (ConfigError, ValueError) as exc:
         print(f"funker-dispatch events send: {exc}", file=sys.stderr)
         return 2
     print(f"POST {one_line(url)}: {one_line(built.described)} (id {built.id})")
     return _post_and_report(url, built.body, built.headers, args.timeout)
+
+
+def webhook_delivery(args: argparse.Namespace, settings: Settings, now: datetime) -> Request:
+    """What EventBridge (an event, or a Pipe's DynamoDB batch) or GitHub would POST for
+    `args`, with `settings`' credentials; ValueError when it cannot be built."""
+    from skill.devtools import eventsamples
+
+    endpoint = ENDPOINTS[args.kind]
+    table = getattr(settings.triggers, endpoint)
+    if table is None:
+        raise ValueError(
+            f"{settings.source} has no [triggers.{endpoint}]: nothing to authenticate with"
+        )
+    if args.kind == "eventbridge":
+        detail = eventsamples.json_option(args.detail, "--detail")
+        return eventsamples.eventbridge(args.source, args.detail_type, detail, now, table)
+    if args.kind == "dynamodb":
+        new, old, keys = (
+            eventsamples.json_option(getattr(args, flag), f"--{flag}")
+            for flag in ("new", "old", "keys")
+        )
+        return eventsamples.dynamodb(args.table, args.event, new, old, keys, now, table)
+    return eventsamples.github(args.event, args.repository, args.ref, table.secret)
 
 
 def _post_and_report(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
