@@ -4,8 +4,10 @@ The bridge (`skill/bridge.py`) runs on granian's event loop: it builds the WSGI
 environ, hands the request to a pool thread and takes the answer back. Here it
 serves a trivial WSGI app from a fake RSGI protocol (no sockets, no HTTP), so
 what is printed is the bridge alone; then the same hand-off through
-`loop.run_in_executor` (concurrent.futures) for comparison, in the same run.
-Prints µs per request (wall and CPU of this process), never asserts.
+`loop.run_in_executor` (concurrent.futures) for comparison, in the same run;
+all of it on asyncio's event loop and, when installed, on uvloop's (what
+`serve` runs where the package installs it). Prints µs per request (wall and
+CPU of this process), never asserts.
 
 Run: .venv/bin/python bench/bridge.py [--requests 20000]
 """
@@ -18,6 +20,7 @@ import contextvars
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -77,10 +80,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args(argv)
-    loop = asyncio.new_event_loop()
-    bridge = RequestBridge(app, threads=args.threads, read_timeout=10, body_cap=lambda _: 131072)
+    loops: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {"asyncio": asyncio.new_event_loop}
+    try:
+        import uvloop
+
+        loops["uvloop"] = uvloop.new_event_loop
+    except ImportError:
+        pass
+    print(f"in process, {args.requests} requests, {args.threads} threads; µs per request")
+    for loop_name, new_loop in loops.items():
+        columns = f"{'c=1 wall':>9} {'c=1 cpu':>8} {'c=8 wall':>9} {'c=8 cpu':>8}"
+        print(f"  {loop_name + ' loop':34} {columns}")
+        measure(new_loop(), args.requests, args.threads)
+    bridge = RequestBridge(app, threads=1, read_timeout=10, body_cap=lambda _: 131072)
+    scope = Scope()
+    environ = min(timeit.repeat(lambda: bridge.environ(scope, b"{}", None), number=20000, repeat=5))
+    print(f"  environ alone: {environ / 20000 * 1e6:.1f} µs")
+
+
+def measure(loop: asyncio.AbstractEventLoop, requests: int, threads: int) -> None:
+    bridge = RequestBridge(app, threads=threads, read_timeout=10, body_cap=lambda _: 131072)
     bridge.__rsgi_init__(loop)
-    executor = ThreadPoolExecutor(args.threads)
+    executor = ThreadPoolExecutor(threads)
     scope, protocol = Scope(), Protocol()
 
     async def through_bridge() -> None:
@@ -92,8 +113,6 @@ def main(argv: list[str] | None = None) -> None:
     async def through_pool() -> None:  # the bridge's own hand-off alone
         await bridge._pool.run(len, "x")  # type: ignore[union-attr]
 
-    print(f"in process, {args.requests} requests, {args.threads} threads; µs per request")
-    print(f"  {'what':34} {'c=1 wall':>9} {'c=1 cpu':>8} {'c=8 wall':>9} {'c=8 cpu':>8}")
     for name, handle in (
         ("bridge: environ + hand-off + app", through_bridge),
         ("hand-off: the bridge's pool", through_pool),
@@ -101,15 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     ):
         cells = []
         for concurrency in (1, 8):
-            runs = [
-                loop.run_until_complete(drive(handle, args.requests, concurrency)) for _ in range(3)
-            ]
+            runs = [loop.run_until_complete(drive(handle, requests, concurrency)) for _ in range(3)]
             cells += [min(r[0] for r in runs), min(r[1] for r in runs)]
-        print(f"  {name:34} " + " ".join(f"{c:>8.1f} " for c in cells))
-    environ = min(timeit.repeat(lambda: bridge.environ(scope, b"{}", None), number=20000, repeat=5))
-    print(f"  environ alone: {environ / 20000 * 1e6:.1f} µs")
+        print(f"    {name:32} " + " ".join(f"{c:>8.1f} " for c in cells))
     bridge.__rsgi_del__(loop)
     executor.shutdown()
+    loop.close()
 
 
 if __name__ == "__main__":

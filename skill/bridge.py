@@ -85,6 +85,8 @@ class RequestBridge:
 
     # RSGI calls these in each worker process, after the fork: threads start there.
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # uvloop where the package installs it, else asyncio's (granian's "auto").
+        log.info("event loop: %s", type(loop).__module__.partition(".")[0])
         self._pool = _Pool(self.threads, loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:

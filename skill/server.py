@@ -101,7 +101,7 @@ def _bridge(cls: Any, app: Any, settings: Settings) -> Any:
 
 def _granian(settings: Settings, host: str, port: int, workers: int) -> Any:
     from granian import Granian
-    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
@@ -124,6 +124,7 @@ def _granian(settings: Settings, host: str, port: int, workers: int) -> Any:
         # header read timeout that bounds slow clients applies to HTTP/1.
         http=HTTPModes.http1,
         websockets=False,
+        loop=Loops.auto,  # uvloop where it is installed (a dependency but on armv7), else asyncio
         http1_settings=HTTP1Settings(header_read_timeout=int(server.read_timeout * 1000)),
         log_level=LogLevels.info,
         log_dictconfig=_GRANIAN_LOGGING,
