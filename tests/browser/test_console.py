@@ -114,10 +114,14 @@ def test_a_hello_dialog_keeps_the_session_and_its_attributes(console):
     first = turn(console, 1)
     expect(first.locator("[data-part=speech]")).to_contain_text("Who should I say hello to?")
     expect(first.locator("[data-part=session-end]")).to_have_text("session stays open")
+    expect(first.locator("[data-part=reprompt]")).to_have_text(
+        "reprompt: Who should I say hello to?"
+    )
     expect(console.locator("[data-part=attributes]")).to_contain_text('"asked_name": true')
     say(console, "it's Ada")
     second = turn(console, 2)
     expect(second.locator("[data-part=speech]")).to_contain_text("Hello, Ada!")
+    expect(second.locator("[data-part=reprompt]")).to_have_count(0)  # the session ended
     expect(second.locator("[data-part=slot]")).to_contain_text("name = “Ada” → Ada (id ADA)")
     expect(second.locator("[data-part=slot]")).to_contain_text("ER_SUCCESS_MATCH")
     before, after = sent(first)["session"], sent(second)["session"]
@@ -191,6 +195,24 @@ def test_an_edited_request_sent_as_is_is_refused_signature_and_re_signed_is_answ
     item.locator("button.resign").click()
     resigned = turn(console, 4)
     expect(resigned.locator("[data-part=speech]")).to_contain_text("Hello, Linus!")
+
+
+def test_no_signing_key_reaches_the_page_or_its_api_answers(console, embedded):
+    answers: list = []
+    console.on("response", lambda r: answers.append(r) if "/console/api/" in r.url else None)
+    say(console, "say hello to Grace")
+    item = turn(console, 1)
+    item.locator("details.io summary").click()
+    item.locator("button.resign").click()  # signed again, server-side
+    expect(turn(console, 2).locator("[data-part=speech]")).to_contain_text("Hello, Grace!")
+    keys = sorted(embedded.home.rglob("*.key"))
+    assert keys  # the development CA's keys are where this looks for them
+    key_lines = [line for key in keys for line in key.read_text().splitlines()[1:-1]]
+    texts = [console.content(), *(answer.text() for answer in answers)]
+    assert len(texts) >= 3  # the page and at least both turns' answers
+    for text in texts:
+        assert "PRIVATE KEY" not in text
+        assert not any(line in text for line in key_lines)
 
 
 def test_request_and_response_download_as_json(console):
