@@ -32,8 +32,11 @@ test-swarm: $(STAMP)
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest tests/fuzz
 
+# The a / a' / b table, then how b's cost grows (routes, model, trigger rules).
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/growth.py
+	$(BIN)/python bench/events.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
