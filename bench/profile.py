@@ -8,6 +8,8 @@ overhead) with the signed SpaceCountIntent request, the function answering
 from its own process as in production.
 
 It prints:
+  0. CPU per request (this thread's time, steadier than wall time on a shared
+     machine) of a' and b in alternating rounds, and b - a';
   1. wall time per request in-process for a, a' and b (no profiler), so
      b - a' is what the dispatcher adds on top of a hand-written call; and b
      with progressive responses off, so b - b(off) is what arming one costs
@@ -71,6 +73,28 @@ def per_request_ms(call: Callable[[], Any], requests: int) -> tuple[float, float
         samples.append(time.perf_counter() - began)
     samples.sort()
     return statistics.median(samples) * 1000, samples[int(len(samples) * 0.9)] * 1000
+
+
+def cpu_per_request_us(
+    calls: dict[str, Callable[[], Any]], requests: int, rounds: int = 7
+) -> dict[str, list[float]]:
+    """µs of this thread's CPU per request for each call, in alternating rounds.
+
+    The function's own CPU is another process's and is not in it: this is the
+    dispatcher's (or the bare skill's) work alone.
+    """
+    for call in calls.values():
+        for _ in range(50):
+            call()
+    figures: dict[str, list[float]] = {name: [] for name in calls}
+    per_round = max(1, requests // rounds)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            began = time.thread_time()
+            for _ in range(per_round):
+                call()
+            figures[name].append((time.thread_time() - began) / per_round * 1e6)
+    return figures
 
 
 # Our packages, for the second cProfile listing.
@@ -181,6 +205,12 @@ def main(argv: list[str] | None = None) -> None:
                 "b": request_caller(create_app(settings).wsgi_app, body, headers),
                 "b(off)": request_caller(create_app(quiet).wsgi_app, body, headers),
             }
+            cpu = cpu_per_request_us({"a'": calls["a'"], "b": calls["b"]}, args.requests * 3)
+            print("CPU µs per request in process (thread time), median of 7 alternating rounds:")
+            for name, values in cpu.items():
+                print(f"  {name:6} {statistics.median(values):6.0f}")
+            extra = statistics.median(b - a for a, b in zip(cpu["a'"], cpu["b"], strict=True))
+            print(f"  b - a' (the dispatcher's own CPU per request): {extra:.0f} µs\n")
             print(f"wall ms per request in-process, {args.requests} sequential requests:")
             figures = {}
             for name, call in calls.items():
