@@ -10,6 +10,10 @@ from its own process as in production.
 It prints:
   0. CPU per request (this thread's time, steadier than wall time on a shared
      machine) of a' and b in alternating rounds, and b - a';
+     With --ablate: b's CPU per request with one part turned off at a time
+     (the signature check, the request log line, the whole request record:
+     log line and metrics, progressive responses) against b itself and an
+     identical second b (the noise floor), each as b minus it;
   1. wall time per request in-process for a, a' and b (no profiler), so
      b - a' is what the dispatcher adds on top of a hand-written call; and b
      with progressive responses off, so b - b(off) is what arming one costs
@@ -19,7 +23,7 @@ It prints:
   3. cProfile's top entries by cumulative time for b;
   4. pyinstrument's call tree and flat self-time list for b (if installed).
 
-Run: .venv/bin/python bench/profile.py [--requests 2000] [--top 30]
+Run: .venv/bin/python bench/profile.py [--requests 2000] [--top 30] [--ablate]
 """
 
 from __future__ import annotations
@@ -95,6 +99,49 @@ def cpu_per_request_us(
                 call()
             figures[name].append((time.thread_time() - began) / per_round * 1e6)
     return figures
+
+
+def ablations(build: Callable[..., Any], body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    """b, an identical b, and b with one part off at a time: name -> WSGI caller."""
+    import skill.app as app_module
+
+    def without_signature() -> Any:
+        app = build()
+        app.extensions["funker_dispatch"]["signature"] = None
+        return app.wsgi_app
+
+    def without(name: str, stand_in: Any) -> Any:
+        app = build()
+        real = getattr(app_module, name)
+
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            setattr(app_module, name, stand_in)  # this app's requests only: one thread
+            try:
+                return app.wsgi_app(environ, start_response)
+            finally:
+                setattr(app_module, name, real)
+
+        return wsgi
+
+    apps = {
+        "b": build().wsgi_app,
+        "b again": build().wsgi_app,
+        "no signature": without_signature(),
+        "no log line": without("log_request", lambda fields: None),
+        "no record": without("_observe", lambda record, response: None),
+        "no progressive": build(FUNKER_DISPATCH_PROGRESSIVE_AFTER="0").wsgi_app,
+    }
+    return {name: request_caller(app, body, headers) for name, app in apps.items()}
+
+
+def print_ablations(calls: dict[str, Callable[[], Any]], requests: int) -> None:
+    cpu = cpu_per_request_us(calls, requests, rounds=9)
+    print("b with one part off: CPU µs per request in process, median of 9 alternating rounds")
+    print("('b again' is the same app built twice: its difference is the noise floor)")
+    for name, values in cpu.items():
+        saved = statistics.median(b - x for b, x in zip(cpu["b"], values, strict=True))
+        print(f"  {name:16} {statistics.median(values):6.0f}   b minus it {saved:6.0f}")
+    print()
 
 
 # Our packages, for the second cProfile listing.
@@ -177,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
     parser.add_argument("--top", type=int, default=30, help="cProfile entries to print")
     parser.add_argument("--skip-pyinstrument", action="store_true")
+    parser.add_argument("--ablate", action="store_true", help="b with one part off at a time")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="funker-profile-") as directory:
@@ -211,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {name:6} {statistics.median(values):6.0f}")
             extra = statistics.median(b - a for a, b in zip(cpu["a'"], cpu["b"], strict=True))
             print(f"  b - a' (the dispatcher's own CPU per request): {extra:.0f} µs\n")
+            if args.ablate:
+                build = lambda **env: create_app(load_settings(config, environ=env))  # noqa: E731
+                print_ablations(ablations(build, body, headers), args.requests * 3)
             print(f"wall ms per request in-process, {args.requests} sequential requests:")
             figures = {}
             for name, call in calls.items():
