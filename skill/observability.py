@@ -30,6 +30,8 @@ ALEXA_LOCALES = frozenset(
 )
 
 request_log = logging.getLogger("funker_dispatch.requests")
+# One encoder for every log line: json.dumps with any argument builds a new one per call.
+_LINE = json.JSONEncoder(separators=(",", ":"))
 
 
 def prepare_multiprocess() -> tuple[str, bool]:
@@ -200,4 +202,4 @@ def short_hash(value: str | None) -> str | None:
 
 def log_request(fields: dict[str, Any]) -> None:
     # ASCII-escaped: any string from the request (even a lone surrogate) stays one safe line.
-    request_log.info(json.dumps(fields, separators=(",", ":")))
+    request_log.info(_LINE.encode(fields))
