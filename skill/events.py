@@ -8,6 +8,7 @@ secrets are never logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from flask import Flask, Response, current_app, jsonify, request
 
 from dispatch.funker import DEFAULT_MAX_RESPONSE_BYTES
+from skill import trace
 from skill.observability import log_request, metrics
 from skill.settings import Settings
 from triggers.endpoint import Delivery, EventBridgeEndpoint, GitHubEndpoint, SnsEndpoint
@@ -131,18 +133,61 @@ def _view(trigger: str) -> Response:
         return response
     endpoint: Endpoint = current_app.extensions[_STATE][trigger]
     delivery = endpoint.receive(request.headers, body)
+    line: dict[str, Any] | None = None
     try:
-        observe(delivery, (time.perf_counter() - began) * 1000, trigger)
+        line = observe(delivery, (time.perf_counter() - began) * 1000, trigger)
     except Exception:  # bookkeeping must never turn an answer into a 500
         log.exception("event log or metrics failed: message_id=%s", delivery.message_id)
     response = jsonify(delivery.body)
     response.status_code = delivery.status
     response.headers.update(delivery.headers)
+    key = current_app.extensions.get("funker_dispatch", {}).get("console_key")
+    if line is not None and trace.asked(key, request.headers.get(trace.MARKER_HEADER), body):
+        response.headers[trace.TRACE_HEADER] = trace.encode(event_record(line, delivery))
     return response
 
 
-def observe(delivery: Delivery, total_ms: float, trigger: str = "sns") -> None:
-    """The metrics and JSON log lines of one delivery (DESIGN §11)."""
+#: How much of one function's answer, and of all of them, a trace carries (it is a header).
+ANSWER_SHOWN = 2000
+ANSWERS_SHOWN = 32_000
+
+
+def event_record(line: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
+    """The delivery's log line with each rule fired and its function's answer (DESIGN §12).
+
+    Only the console that sent the delivery gets this (skill/trace.py): the
+    sender's answer and the log never carry a function's answer (DESIGN §11).
+    """
+    rules = []
+    room = ANSWERS_SHOWN
+    for fired in delivery.fired:
+        answer = traced_answer(fired.answer)
+        if answer is not None:
+            answer, room = (answer, room - len(answer)) if len(answer) <= room else (None, 0)
+        rules.append(
+            {
+                "name": fired.rule,
+                "outcome": fired.outcome,
+                "reason": fired.reason,
+                "id": fired.id,
+                "function": fired.function,
+                "function_ms": _round(fired.function_ms),
+                "answer": answer,
+            }
+        )
+    return {**line, "rules": rules}
+
+
+def traced_answer(value: Any) -> str | None:
+    """A function's answer as compact JSON, cut to ANSWER_SHOWN characters; None for none."""
+    if value is None:
+        return None
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= ANSWER_SHOWN else text[:ANSWER_SHOWN] + "…"
+
+
+def observe(delivery: Delivery, total_ms: float, trigger: str = "sns") -> dict[str, Any]:
+    """The metrics and JSON log lines of one delivery (DESIGN §11); returns the delivery's line."""
     measure = metrics()
     if delivery.outcome == "refused":
         measure.event_verification_failures.labels(source=trigger, reason=delivery.reason).inc()
@@ -185,6 +230,7 @@ def observe(delivery: Delivery, total_ms: float, trigger: str = "sns") -> None:
         "total_ms": _round(total_ms),
     }
     log_request(line)
+    return line
 
 
 def _round(value: float | None) -> Any:

@@ -152,3 +152,89 @@ def test_the_admin_app_shares_the_key_built_before_the_fork(dev_ca, tmp_path, fu
     admin = create_admin_app(public)
     state = admin.extensions["funker_dispatch"]
     assert state["console_key"] == public.extensions["funker_dispatch"]["console_key"]
+
+
+# --- events: the rules fired and each function's answer, for the console only ----------
+
+GITHUB_SECRET = b"trace-secret"
+
+
+@pytest.fixture(scope="module")
+def event_function_port() -> Iterator[int]:
+    server = make_server(lambda payload: {"remembered": payload.get("rule")}, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def events_app_for(tmp: Path, port: int, *, console: bool) -> Any:
+    secret = tmp / "github-secret"
+    secret.write_bytes(GITHUB_SECRET)
+    config = tmp / f"events-{console}.toml"
+    config.write_text(
+        f"[console]\nenabled = {'true' if console else 'false'}\n\n"
+        f'[triggers.github]\nsecret_file = "{secret}"\n\n'
+        f'[events.deploys]\nsource = "github"\nevent = "push"\nhost = "127.0.0.1"\nport = {port}\n'
+    )
+    return create_app(load_settings(config, environ={}))
+
+
+def push_delivery(delivery_id: str) -> tuple[bytes, dict[str, str]]:
+    import hashlib
+    import hmac
+
+    body = json.dumps({"ref": "refs/heads/main", "repository": {"full_name": "acme/site"}})
+    data = body.encode()
+    digest = hmac.new(GITHUB_SECRET, data, hashlib.sha256).hexdigest()
+    return data, {
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery_id,
+        "X-Hub-Signature-256": f"sha256={digest}",
+        "Content-Type": "application/json",
+    }
+
+
+def test_a_marked_event_gets_each_rules_function_answer_back(tmp_path, event_function_port):
+    app = events_app_for(tmp_path, event_function_port, console=True)
+    key = app.extensions["funker_dispatch"]["console_key"]
+    body, headers = push_delivery("trace-event-1")
+    headers[trace.MARKER_HEADER] = trace.marker(key, body)
+    answer = app.test_client().post("/events/github", data=body, headers=headers)
+    assert answer.status_code == 200
+    assert answer.json == {
+        "rules": [{"name": "deploys", "outcome": "ok", "reason": None, "id": "trace-event-1"}]
+    }  # the sender's answer: unchanged
+    record = trace.decode(answer.headers[trace.TRACE_HEADER])
+    assert record["trigger"] == "github" and record["outcome"] == "ok"
+    (rule,) = record["rules"]
+    assert rule["name"] == "deploys" and rule["outcome"] == "ok"
+    assert rule["function"] == f"127.0.0.1:{event_function_port}"
+    assert json.loads(rule["answer"]) == {"remembered": "deploys"}
+
+
+def test_an_unmarked_event_gets_no_trace_and_no_answer(tmp_path, event_function_port):
+    app = events_app_for(tmp_path, event_function_port, console=True)
+    body, headers = push_delivery("trace-event-2")
+    answer = app.test_client().post("/events/github", data=body, headers=headers)
+    assert answer.status_code == 200
+    assert trace.TRACE_HEADER not in answer.headers
+    assert b"remembered" not in answer.data  # DESIGN §11: the function's answer is not returned
+
+
+def test_without_the_console_a_marked_event_gets_nothing(tmp_path, event_function_port):
+    app = events_app_for(tmp_path, event_function_port, console=False)
+    body, headers = push_delivery("trace-event-3")
+    headers[trace.MARKER_HEADER] = "0" * 64
+    answer = app.test_client().post("/events/github", data=body, headers=headers)
+    assert answer.status_code == 200
+    assert trace.TRACE_HEADER not in answer.headers
+
+
+def test_a_long_answer_is_cut_in_the_trace():
+    from skill.events import traced_answer
+
+    shown = traced_answer({"text": "x" * 10_000})
+    assert len(shown) <= 2001 and shown.endswith("…")
+    assert traced_answer(None) is None

@@ -51,6 +51,9 @@ class Fired:
     reason: str | None = None  # the FunctionError kind, or why it was a duplicate
     function_ms: float | None = None
     function: str = ""  # host:port, for the operator log
+    # The function's answer: neither returned to the sender nor logged (DESIGN §11); only
+    # the console's trace shows it (DESIGN §12).
+    answer: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.rule, "outcome": self.outcome, "reason": self.reason, "id": self.id}
@@ -160,10 +163,11 @@ class Fanout:
         timeout = min(deadline - time.monotonic(), route.timeout or math.inf)
         started = time.perf_counter()
         succeeded = False
+        answer: Any = None
         try:
             if timeout <= 0:  # queued behind other calls until no time was left
                 return Fired(rule.name, rule.source, event.id, FAILED, "deadline", function=where)
-            self._call(
+            answer = self._call(
                 route,
                 payload(event, rule.name),
                 timeout=timeout,
@@ -176,7 +180,7 @@ class Fanout:
         finally:
             self.memory.done(event.id, rule.name, succeeded=succeeded)
         elapsed = (time.perf_counter() - started) * 1000
-        return Fired(rule.name, rule.source, event.id, outcome, reason, elapsed, where)
+        return Fired(rule.name, rule.source, event.id, outcome, reason, elapsed, where, answer)
 
     def _executor(self) -> ThreadPoolExecutor:
         # Created in the process that fires: the app is built before the server forks,
