@@ -461,8 +461,11 @@ class Console:
         except (OSError, ValueError) as exc:
             raise ConsoleRefused("malformed", str(exc)) from None
         url = f"{self.public}/events/{endpoint}"
+        marked = dict(delivery.headers)
+        if self.trace_key is not None:  # the server's record, with each function's answer
+            marked[trace.MARKER_HEADER] = trace.marker(self.trace_key, delivery.body)
         try:
-            answer = client.post(url, delivery.body, delivery.headers, context=self.tls)
+            answer = client.post(url, delivery.body, marked, context=self.tls)
         except EndpointError as exc:
             raise ConsoleRefused("endpoint", str(exc), 502) from None
         try:
@@ -482,6 +485,7 @@ class Console:
             result=result,
             report=eventsend.report(answer.status, result) if isinstance(result, dict) else [],
             request={"body": delivery.body.decode("utf-8", "replace"), "headers": shown},
+            trace=trace.decode(answer.headers.get(trace.TRACE_HEADER.lower())),
         )
 
     def _credential(self, header: str) -> bool:

@@ -255,6 +255,8 @@ def test_each_test_event_kind_shows_its_rule_outcome(console, kind, rule, summar
     expect(rows).to_have_count(1)
     expect(rows.first.locator("td").nth(0)).to_have_text(rule)
     expect(rows.first.locator("td").nth(1)).to_have_text("ok")
+    # The function's own answer, from the server's trace (the sender never gets it).
+    expect(rows.first.locator("[data-part=function-answer]")).to_contain_text('{"remembered":')
     assert DEVELOPMENT_EVENTBRIDGE_API_KEY not in console.content()  # credentials stay out
 
 

@@ -56,6 +56,14 @@ async function send(kind, fields) {
   }
 }
 
+// The server's trace (its record of the delivery) carries each rule's function answer;
+// the sender's own answer never does (DESIGN §11).
+function answerOf(trace, rule, index) {
+  const traced = Array.isArray(trace?.rules) ? trace.rules[index] : null;
+  if (!traced || traced.name !== rule.name) return "–";
+  return traced.answer ?? (rule.outcome === "ok" ? "(no answer shown)" : "–");
+}
+
 function result(answer) {
   const rules = Array.isArray(answer.result?.rules) ? answer.result.rules : [];
   const refused = answer.result?.error;
@@ -65,8 +73,9 @@ function result(answer) {
     el("p", { class: refused ? "refusal" : "", dataset: { part: "event-summary" } },
       answer.report[0] ?? `HTTP ${answer.status}`),
     rules.length
-      ? table(["rule", "outcome", "reason", "id"],
-        rules.map((r) => [r.name, el("span", { class: `outcome ${r.outcome}` }, r.outcome), r.reason ?? "–", r.id ?? ""]))
+      ? table(["rule", "outcome", "reason", "id", "function's answer"],
+        rules.map((r, i) => [r.name, el("span", { class: `outcome ${r.outcome}` }, r.outcome), r.reason ?? "–", r.id ?? "",
+          el("code", { dataset: { part: "function-answer" } }, answerOf(answer.trace, r, i))]))
       : null,
     el("details", { class: "io" }, el("summary", {}, "Delivery I/O"),
       el("div", { class: "io-grid" },
