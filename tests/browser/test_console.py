@@ -170,6 +170,34 @@ def test_locales_come_from_the_model_and_a_switch_starts_a_session_in_it(console
     item = turn(console, 1)
     expect(item.locator("[data-part=speech]")).to_contain_text("Hello, Ada!")
     assert sent(item)["request"]["locale"] == "en-GB"
+    # Launch and the intent form speak the chosen locale too, not only typed utterances.
+    console.click("#launch")
+    assert sent(turn(console, 2))["request"]["locale"] == "en-GB"
+    console.click(".intent-box summary")
+    console.select_option("#intent-form select[name=intent]", "HelloIntent")
+    console.fill("#intent-form input[data-slot=name]", "Ada")
+    console.click("#intent-form button[type=submit]")
+    formed = turn(console, 3)
+    expect(formed.locator("[data-part=speech]")).to_contain_text("Hello, Ada!")
+    assert sent(formed)["request"]["locale"] == "en-GB"
+
+
+def test_the_page_and_a_turn_fetch_nothing_but_their_own_origin(browser, embedded):
+    # Usable offline (DESIGN §12): no CDN, no font or script from anywhere else.
+    context = browser.new_context()
+    fetched: list[str] = []
+    context.on("request", lambda r: fetched.append(r.url))
+    page = context.new_page()
+    try:
+        page.goto(embedded.console)
+        page.locator("body[data-ready=true]").wait_for()
+        say(page, "how many people are in space")
+        expect(turn(page, 1).locator("[data-part=speech]")).to_contain_text("people in space")
+    finally:
+        context.close()
+    assert any("/console/api/" in url for url in fetched)  # the listener saw the page work
+    foreign = [url for url in fetched if not url.startswith(embedded.admin_url + "/")]
+    assert foreign == []
 
 
 # --- Skill I/O --------------------------------------------------------------------------
