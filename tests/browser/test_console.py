@@ -40,6 +40,15 @@ def say(page: Any, utterance: str) -> None:
     page.click("#say button[type=submit]")
 
 
+def send_intent(page: Any, intent: str, **slots: str) -> None:
+    """Pick `intent` in the intent form, fill its slots and send it."""
+    page.click(".intent-box summary")
+    page.select_option("#intent-form select[name=intent]", intent)
+    for name, value in slots.items():
+        page.fill(f"#intent-form input[data-slot={name}]", value)
+    page.click("#intent-form button[type=submit]")
+
+
 def turn(page: Any, count: int) -> Any:
     """The `count`-th finished turn (from 1), once it is there."""
     turns = page.locator(TURNS)
@@ -148,10 +157,7 @@ def test_launch_end_and_new_session(console):
 
 
 def test_the_intent_form_sends_the_models_slots_with_entity_resolution(console):
-    console.click(".intent-box summary")
-    console.select_option("#intent-form select[name=intent]", "HelloIntent")
-    console.fill("#intent-form input[data-slot=name]", "Grace Hopper")
-    console.click("#intent-form button[type=submit]")
+    send_intent(console, "HelloIntent", name="Grace Hopper")
     item = turn(console, 1)
     expect(item.locator("[data-part=slot]")).to_contain_text("name = “Grace Hopper” → Grace")
     expect(item.locator("[data-part=speech]")).to_contain_text("Hello, Grace!")
@@ -173,10 +179,7 @@ def test_locales_come_from_the_model_and_a_switch_starts_a_session_in_it(console
     # Launch and the intent form speak the chosen locale too, not only typed utterances.
     console.click("#launch")
     assert sent(turn(console, 2))["request"]["locale"] == "en-GB"
-    console.click(".intent-box summary")
-    console.select_option("#intent-form select[name=intent]", "HelloIntent")
-    console.fill("#intent-form input[data-slot=name]", "Ada")
-    console.click("#intent-form button[type=submit]")
+    send_intent(console, "HelloIntent", name="Ada")
     formed = turn(console, 3)
     expect(formed.locator("[data-part=speech]")).to_contain_text("Hello, Ada!")
     assert sent(formed)["request"]["locale"] == "en-GB"
