@@ -147,7 +147,8 @@ def _view(trigger: str) -> Response:
     return response
 
 
-#: How much of one function's answer, and of all of them, a trace carries (it is a header).
+#: How much of one function's answer a trace shows (characters), and how many bytes all
+#: of them may take in the header once escaped (http.client reads header lines of 64 KiB).
 ANSWER_SHOWN = 2000
 ANSWERS_SHOWN = 32_000
 
@@ -163,7 +164,8 @@ def event_record(line: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
     for fired in delivery.fired:
         answer = traced_answer(fired.answer)
         if answer is not None:
-            answer, room = (answer, room - len(answer)) if len(answer) <= room else (None, 0)
+            cost = len(json.dumps(answer))  # as the header carries it: ASCII, quotes escaped
+            answer, room = (answer, room - cost) if cost <= room else (None, 0)
         rules.append(
             {
                 "name": fired.rule,

@@ -232,6 +232,22 @@ def test_without_the_console_a_marked_event_gets_nothing(tmp_path, event_functio
     assert trace.TRACE_HEADER not in answer.headers
 
 
+def test_many_answers_fit_one_header_however_they_escape():
+    from types import SimpleNamespace
+
+    from skill.events import ANSWERS_SHOWN, event_record
+    from triggers.fanout import Fired
+
+    # Non-ASCII and quotes grow when escaped into the header: the budget counts that.
+    answer = {"text": 'é"' * 900}
+    fired = tuple(Fired(f"r{n}", "github", "id", "ok", answer=answer) for n in range(40))
+    record = event_record({"trigger": "github"}, SimpleNamespace(fired=fired))
+    header = trace.encode(record)
+    assert header.isascii() and len(header) < ANSWERS_SHOWN + 8_000
+    shown = [rule["answer"] for rule in record["rules"]]
+    assert shown[0] is not None and shown[-1] is None  # the first ones shown, the rest not
+
+
 def test_a_long_answer_is_cut_in_the_trace():
     from skill.events import traced_answer
 
