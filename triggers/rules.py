@@ -11,13 +11,12 @@ arguments, progressive...) an event has no use for, and grow on their own.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dispatch.registry import MAX_ROUTE_TIMEOUT, Route, is_host
+from dispatch.registry import Route, RouteError, parse_route
 from triggers.events import Event
 from verification.sns import glob_pattern
 
@@ -46,13 +45,8 @@ ROUTE_KEYS = frozenset({"host", "port", "timeout", "idempotent", "concurrency"})
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-class RuleError(ValueError):
+class RuleError(RouteError):
     """An `[events.NAME]` table is invalid; `key` names the offending key."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"{key}: {reason}")
-        self.key = key
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -137,33 +131,9 @@ def _matcher(source: str, key: str, value: Any) -> Matcher:
 
 
 def _route(name: str, table: Mapping[str, Any], default_port: int) -> Route:
-    host = table.get("host")
-    if not isinstance(host, str) or not is_host(host):
-        raise RuleError("host", "must be a host name or address")
-    port = table.get("port", default_port)
-    if not _is_int(port) or not 0 < port < 65536:
-        raise RuleError("port", "must be an integer between 1 and 65535")
-    timeout = table.get("timeout")
-    if timeout is not None:
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0:
-            raise RuleError("timeout", "must be a positive number of seconds")
-        if not math.isfinite(timeout) or timeout > MAX_ROUTE_TIMEOUT:
-            raise RuleError("timeout", f"must be at most {MAX_ROUTE_TIMEOUT:g} seconds")
-    idempotent = table.get("idempotent", False)
-    if not isinstance(idempotent, bool):
-        raise RuleError("idempotent", "must be true or false")
-    concurrency = table.get("concurrency")
-    if concurrency is not None and (not _is_int(concurrency) or concurrency < 1):
-        raise RuleError("concurrency", "must be a positive integer")
-    return Route(
-        name=name,
-        host=host,
-        port=port,
-        timeout=float(timeout) if timeout is not None else None,
-        idempotent=idempotent,
-        concurrency=concurrency,
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """The rule's function: the route keys of an `[intents.NAME]` table, checked the same way."""
+    try:
+        keys = {key: value for key, value in table.items() if key in ROUTE_KEYS}
+        return parse_route(name, keys, default_port=default_port)
+    except RouteError as exc:
+        raise RuleError(exc.key, exc.reason) from None
