@@ -32,6 +32,7 @@ SNS_VIEW = "events_sns"
 #: Each endpoint's path by trigger: the `[triggers.X]` table, the log's "trigger", the metric's.
 PATHS = {"sns": SNS_PATH, "eventbridge": EVENTBRIDGE_PATH, "github": GITHUB_PATH}
 _STATE = "funker_dispatch_events"
+_CAPS = "funker_dispatch_event_caps"
 
 
 class Endpoint(Protocol):
@@ -100,6 +101,7 @@ def register(app: Flask, settings: Settings) -> None:
         log.warning("[triggers.sns] allow_raw: raw SNS deliveries are accepted UNAUTHENTICATED")
     endpoints = {trigger: endpoint for trigger, endpoint in built.items() if endpoint is not None}
     app.extensions[_STATE] = endpoints
+    app.extensions[_CAPS] = body_caps(settings)  # once, not per delivery
     for trigger in endpoints:
         app.add_url_rule(
             PATHS[trigger],
@@ -123,7 +125,7 @@ def body_caps(settings: Settings) -> dict[str, int]:
 
 def _view(trigger: str) -> Response:
     began = time.perf_counter()
-    cap = body_caps(current_app.config["SETTINGS"])[PATHS[trigger]]
+    cap = current_app.extensions[_CAPS][PATHS[trigger]]
     # Any Content-Type: SNS sends text/plain, and each endpoint knows its own sender's.
     # The raw bytes are what is verified.
     body = request.get_data(cache=False)
