@@ -5,6 +5,9 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -13,17 +16,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], bool], within: float, what: str) -> None:
-    """Poll `condition` until it holds; fail naming `what` after `within` seconds.
+def wait_until(condition: Callable[[], T], within: float, what: str, every: float = 0.02) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail naming
+    `what` after `within` seconds.
 
     The one place tests wait for something another process does (a port that
-    starts listening, a log line): a condition with a deadline, never a sleep.
+    starts listening, a log line, a swarm task): a condition with a deadline.
+    Such a process can signal nothing to the test, so the condition is polled,
+    every `every` seconds (slower where each poll is a docker CLI call).
     """
     deadline = time.monotonic() + within
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+        time.sleep(every)
+    return value
 
 
 def accepts(port: int, host: str = "127.0.0.1") -> bool:

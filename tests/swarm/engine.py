@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from tests.helpers import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE = ROOT / "docker-stack.yml"
 DNSRR_FILE = ROOT / "deploy" / "stack.dnsrr.yml"
@@ -94,18 +96,8 @@ class Docker:
 
 
 def wait_for(condition: Callable[[], T], within: float, what: str, every: float = 0.5) -> T:
-    """Poll `condition` until it returns something truthy, and return that; fail after `within` s.
-
-    Polled every `every` seconds, not faster: each poll is a docker CLI call.
-    """
-    deadline = time.monotonic() + within
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        time.sleep(every)
+    """tests.helpers.wait_until, polled every half second: each poll is a docker CLI call."""
+    return wait_until(condition, within, what, every)
 
 
 # --- the stack file's images --------------------------------------------------
