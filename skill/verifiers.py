@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from ask_sdk_webservice_support.verifier import AbstractVerifier
@@ -27,17 +28,28 @@ def build_verifiers(settings: Settings) -> list[AbstractVerifier]:
     return verifiers
 
 
-def signature_verifier(settings: Settings) -> SignatureVerifier:
+def _trust(
+    settings: Settings, dev_chain: Callable[[DevCA], tuple[str, str | Path]]
+) -> tuple[list[x509.Certificate] | None, dict[str, Path]]:
+    """Roots (None: certifi's) and local chains: the operator's, plus the dev CA's
+    `dev_chain` (its Alexa or its SNS leaf) for the embedded default."""
     config = settings.verification
     roots = load_roots(config.trusted_roots) if config.trusted_roots else None
     local = {url: Path(path) for url, path in config.local_chains.items()}
     if settings.trust_dev_ca:
         # Only the embedded default trusts the dev CA without being told to.
         ca = DevCA.load_or_create()
-        local[ca.chain_url] = Path(ca.chain_path)
+        url, path = dev_chain(ca)
+        local[url] = Path(path)
         roots = [*(roots or certifi_roots()), ca.root]
+    return roots, local
+
+
+def signature_verifier(settings: Settings) -> SignatureVerifier:
+    roots, local = _trust(settings, lambda ca: (ca.chain_url, ca.chain_path))
     fetch = local_chains_fetcher(local) if local else None
-    verifier = SignatureVerifier(roots=roots, fetch=fetch, allow_sha1=config.allow_sha1)
+    allow_sha1 = settings.verification.allow_sha1
+    verifier = SignatureVerifier(roots=roots, fetch=fetch, allow_sha1=allow_sha1)
     # The operator mapped these: they keep their cache entries and fetch capacity (§14).
     verifier.mark_known(local)
     return verifier
@@ -53,13 +65,7 @@ def sns_verifier(settings: Settings) -> SnsVerifier | None:
     sns = settings.triggers.sns
     if sns is None:
         return None
-    config = settings.verification
-    roots = load_roots(config.trusted_roots) if config.trusted_roots else None
-    local = {url: Path(path) for url, path in config.local_chains.items()}
-    if settings.trust_dev_ca:
-        ca = DevCA.load_or_create()
-        local[ca.sns_chain_url] = Path(ca.sns_chain_path)
-        roots = [*(roots or certifi_roots()), ca.root]
+    roots, local = _trust(settings, lambda ca: (ca.sns_chain_url, ca.sns_chain_path))
     fetch = local_chains_fetcher(local) if local else None
     verifier = SnsVerifier(roots=roots, fetch=fetch, topics=sns.topics, max_age=sns.max_age)
     verifier.mark_known(local)  # Alexa's URLs among them are skipped: SNS's rule refuses them
