@@ -377,11 +377,12 @@ def _estimated_bytes(reply: Reply, carried: Mapping[str, Any] | None = None) -> 
         body["sessionAttributes"] = attributes
     # ensure_ascii like jsonify: non-ASCII speech costs its \uXXXX escapes on the wire;
     # USER_AGENT_ALLOWANCE covers the SDK's "userAgent" field.
-    return len(_COMPACT.encode(body).encode()) + USER_AGENT_ALLOWANCE
+    return len(compact_json(body).encode()) + USER_AGENT_ALLOWANCE
 
 
-# One encoder for every reply: json.dumps with any argument builds a new one per call.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: Compact, ASCII-escaped JSON text. One encoder kept for every caller: json.dumps with
+#: any argument builds a new one per call.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # -- speech ------------------------------------------------------------------------------------

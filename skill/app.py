@@ -538,10 +538,11 @@ def _observe(record: RequestRecord, response: Response) -> None:
         "function_ms": _round(record.function_ms),
         "total_ms": _round((now - g.started) * 1000),
     }
-    log_request(fields)
-    key = state.get("console_key")
-    if trace.asked(key, request.headers.get(trace.MARKER_HEADER), g.get("body")):
-        response.headers[trace.TRACE_HEADER] = trace.encode(fields)
+    line = log_request(fields)
+    key = state.get("console_key")  # None unless [console] enabled: no header lookup then
+    marker = request.headers.get(trace.MARKER_HEADER) if key is not None else None
+    if trace.asked(key, marker, g.get("body")):
+        response.headers[trace.TRACE_HEADER] = line  # the log line itself, encoded once
 
 
 def _round(value: float | None) -> float | None:

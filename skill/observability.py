@@ -9,7 +9,6 @@ anything imports prometheus_client; workers then write to files in
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -18,6 +17,8 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from dispatch.responses import compact_json
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -30,8 +31,6 @@ ALEXA_LOCALES = frozenset(
 )
 
 request_log = logging.getLogger("funker_dispatch.requests")
-# One encoder for every log line: json.dumps with any argument builds a new one per call.
-_LINE = json.JSONEncoder(separators=(",", ":"))
 
 
 def prepare_multiprocess() -> tuple[str, bool]:
@@ -200,6 +199,9 @@ def short_hash(value: str | None) -> str | None:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
-def log_request(fields: dict[str, Any]) -> None:
+def log_request(fields: dict[str, Any]) -> str:
+    """Write the request's JSON log line; returns it (the console's trace is that line)."""
     # ASCII-escaped: any string from the request (even a lone surrogate) stays one safe line.
-    request_log.info(_LINE.encode(fields))
+    line = compact_json(fields)
+    request_log.info(line)
+    return line

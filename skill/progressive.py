@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import logging
 import os
 import re
@@ -61,7 +60,7 @@ from ask_sdk_model.services.directive import (  # noqa: E402
 )
 
 from dispatch.registry import Route  # noqa: E402
-from dispatch.responses import escape_speech  # noqa: E402
+from dispatch.responses import compact_json, escape_speech  # noqa: E402
 from skill import client  # noqa: E402
 from skill.envelope import raw_envelope  # noqa: E402
 from skill.messages import message  # noqa: E402
@@ -164,7 +163,7 @@ class DeadlineApiClient(ApiClient):
         if request.method != "POST":
             raise ValueError(f"only POST is supported, not {request.method}")
         body = request.body
-        data = (body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))).encode()
+        data = (body if isinstance(body, str) else compact_json(body)).encode()
         # client.post writes Content-Type itself; the SDK's "Content-type" would go out twice.
         headers = {k: v for k, v in request.headers or () if k.lower() != "content-type"}
         remaining = self.deadline - time.monotonic()

@@ -25,6 +25,8 @@ import json
 import secrets
 from typing import Any
 
+from dispatch.responses import compact_json
+
 MARKER_HEADER = "X-Funker-Console"
 TRACE_HEADER = "X-Funker-Trace"
 _KEY_BYTES = 32
@@ -48,7 +50,7 @@ def asked(key: bytes | None, given: str | None, body: bytes | None) -> bool:
 
 def encode(fields: dict[str, Any]) -> str:
     # ASCII-escaped JSON: a header value that no string from the request can break.
-    return json.dumps(fields, separators=(",", ":"))
+    return compact_json(fields)
 
 
 def decode(value: str | None) -> dict[str, Any] | None:
