@@ -54,7 +54,7 @@ class MalformedDelivery(ValueError):
         self.status = status
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes | str) -> Any:
     """`body` as strict JSON: no NaN or Infinity, no number a double overflows (ValueError).
 
     What a function is sent must be JSON it can read, and what the dispatcher
