@@ -15,6 +15,7 @@ import pytest
 
 from skill.app import create_admin_app, create_app
 from skill.settings import DEVELOPMENT_SKILL_ID, load_settings
+from tests.helpers import free_port
 
 ADMIN = "127.0.0.1:3001"  # [server] port 3000: the admin listener is port + 1
 
@@ -166,3 +167,28 @@ def test_the_directive_inbox_answers_only_the_admin_host_and_its_token(client):
     )
     wrong = {"Host": ADMIN, "Authorization": "Bearer not-it"}
     assert client.post("/v1/directives", headers=wrong, json=speak).status_code == 401
+
+
+def test_an_events_fields_do_not_become_the_next_pages_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUNKER_DISPATCH_HOME", str(tmp_path / "home"))
+    config = tmp_path / "dispatch.toml"
+    config.write_text(
+        f"[server]\nport = {free_port()}\nadmin_port = 3001\n\n"
+        f'[skill]\napplication_ids = ["{DEVELOPMENT_SKILL_ID}"]\n\n'
+        "[console]\nenabled = true\n\n"
+        '[triggers.sns]\ntopics = ["arn:aws:sns:us-east-1:123456789012:uploads"]\n'
+    )
+    client = create_admin_app(create_app(load_settings(config, environ={}))).test_client()
+    headers = api_headers(page_token(client))
+
+    def s3_key() -> str:
+        kinds = client.get("/console/api/events", headers=headers).json["kinds"]
+        (s3,) = [kind for kind in kinds if kind["kind"] == "s3"]
+        return next(field["value"] for field in s3["fields"] if field["name"] == "key")
+
+    before = s3_key()
+    # Nothing listens on the public port: the send fails, after its fields were read.
+    client.post(
+        "/console/api/event", json={"kind": "s3", "fields": {"key": "mine.jpg"}}, headers=headers
+    )
+    assert s3_key() == before != "mine.jpg"

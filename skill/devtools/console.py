@@ -495,7 +495,7 @@ class Console:
 
     def _event_defaults(self, kind: str) -> dict[str, Any]:
         """What `events send KIND` sends with no options, against this server's topic."""
-        args = vars(_cli_defaults(kind))
+        args = dict(vars(_cli_defaults(kind)))  # a copy: the parsed defaults are cached
         sns = self.settings.triggers.sns
         topics = [t for t in (sns.topics if sns is not None else ()) if "*" not in t]
         args["topic"] = topics[0] if topics else DEVELOPMENT_TOPIC
