@@ -170,10 +170,7 @@ def event_record(line: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
             answer, room = (answer, room - cost) if cost <= room else (None, 0)
         rules.append(
             {
-                "name": fired.rule,
-                "outcome": fired.outcome,
-                "reason": fired.reason,
-                "id": fired.id,
+                **fired.as_dict(),  # what the sender got, then what only the console sees
                 "function": fired.function,
                 "function_ms": _round(fired.function_ms),
                 "answer": answer,
