@@ -13,7 +13,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dispatch.registry import DEFAULT_FUNCTION_PORT, Route, RouteError, parse_route
+from dispatch.registry import (
+    DEFAULT_FUNCTION_PORT,
+    MAX_PROGRESSIVE_AFTER,
+    Route,
+    RouteError,
+    parse_route,
+)
 
 if TYPE_CHECKING:
     from triggers.rules import Rule
@@ -314,7 +320,9 @@ DISPATCH_KEYS: dict[str, Parser] = {
     "discovery_socket": _str,
     "discovery_interval": _seconds_up_to(3600),
     # Checked again against the deadline in _check: either may come from the environment.
-    "progressive_after": _seconds_from_zero_under(8, "Alexa waits 8 s for the whole answer"),
+    "progressive_after": _seconds_from_zero_under(
+        MAX_PROGRESSIVE_AFTER, "Alexa waits 8 s for the whole answer"
+    ),
     "progressive_hosts": _origins,
 }
 VERIFICATION_KEYS: dict[str, Parser] = {

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatch.registry import Route, RouteError, parse_route
+from triggers import dynamodb
 from triggers.events import Event
 from verification.sns import glob_pattern
 
@@ -39,7 +40,7 @@ ENDPOINT = {
     "github": "github",
 }
 #: What a `dynamodb` rule's `event` may name: a stream record's eventName.
-DYNAMODB_EVENTS = frozenset({"INSERT", "MODIFY", "REMOVE"})
+DYNAMODB_EVENTS = frozenset(dynamodb.EVENT_NAMES)
 ROUTE_KEYS = frozenset({"host", "port", "timeout", "idempotent", "concurrency"})
 # Rule names become metric labels and log fields: short and plain.
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")

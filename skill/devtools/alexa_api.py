@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from skill.progressive import DIRECTIVES_PATH
 from skill.settings import Settings
 
-PATH = "/v1/directives"
+PATH = DIRECTIVES_PATH  # where the dispatcher posts (skill/progressive.py)
 MAX_BODY_BYTES = 64 * 1024  # a directive is a few hundred bytes
 #: How long the transcript waits, after an answer, for a directive still being received.
 SETTLE_SECONDS = 1.0

@@ -62,6 +62,7 @@ from skill.devtools.simulator import (
     match_utterance,
     undeclared_slots,
 )
+from skill.progressive import DIRECTIVES_PATH
 from skill.settings import DEVELOPMENT_SKILL_ID, DEVELOPMENT_TOPIC, ServerSettings, admin_origin
 
 ASSETS = Path(__file__).with_name("console")
@@ -140,7 +141,7 @@ def register(app: Flask) -> None:
         blueprint.add_url_rule(f"/api/{name}", f"api_{name}", view, methods=[method])
     app.register_blueprint(blueprint)
     app.add_url_rule(
-        "/v1/directives", "console_directives", console.directive_view, methods=["POST"]
+        DIRECTIVES_PATH, "console_directives", console.directive_view, methods=["POST"]
     )
 
 

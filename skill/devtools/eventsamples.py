@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from skill.settings import EventBridgeTriggerSettings
+from triggers.dynamodb import EVENT_NAMES
 from triggers.events import parse_json
 from verification.github import signature
 
@@ -37,7 +38,7 @@ EC2_STATE_CHANGE = "EC2 Instance State-change Notification"
 API_DESTINATION_AGENT = "Amazon/EventBridge/ApiDestinations"
 GITHUB_AGENT = "GitHub-Hookshot/044aadd"
 HOOK_ID = "292430182"
-DYNAMODB_EVENTS = ("INSERT", "MODIFY", "REMOVE")
+DYNAMODB_EVENTS = EVENT_NAMES  # what a stream record may name
 
 
 @dataclass(frozen=True)
