@@ -154,16 +154,21 @@ def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Ro
     )
 
 
-def _check_speech(speech: Any) -> None:
-    if isinstance(speech, str):
-        return
+def _locale_texts(key: str, value: Any) -> list[str]:
+    """The texts of a string or a non-empty table of locale = string; RouteError for `key`."""
+    if isinstance(value, str):
+        return [value]
     if (
-        isinstance(speech, Mapping)
-        and speech
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in speech.items())
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     ):
-        return
-    raise RouteError("speech", "must be a string or a table of locale = string")
+        return list(value.values())
+    raise RouteError(key, "must be a string or a table of locale = string")
+
+
+def _check_speech(speech: Any) -> None:
+    _locale_texts("speech", speech)
 
 
 # C0 and C1 controls cannot appear in SSML; the text is escaped into <speak>, never parsed.
@@ -171,16 +176,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _check_progressive(text: Any) -> None:
-    texts = [text] if isinstance(text, str) else None
-    if (
-        isinstance(text, Mapping)
-        and text
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in text.items())
-    ):
-        texts = list(text.values())
-    if texts is None:
-        raise RouteError("progressive", "must be a string or a table of locale = string")
-    for value in texts:
+    for value in _locale_texts("progressive", text):
         if not value.strip():
             raise RouteError("progressive", "must not be empty")
         if value.lstrip().startswith("<"):
