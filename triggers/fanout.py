@@ -131,16 +131,11 @@ class Fanout:
         *,
         max_response_bytes: int = funker.DEFAULT_MAX_RESPONSE_BYTES,
         call: Call = funker.call,
-        max_workers: int = MAX_WORKERS,
     ) -> None:
         self.deadline = deadline
         self.memory = memory
         self._max_response_bytes = max_response_bytes
         self._call = call
-        self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0
-        self._pool_lock = threading.Lock()
 
     def fire(self, pairs: Sequence[tuple[Event, Rule]]) -> list[Fired]:
         """Call each pair's function (in parallel) and return one Fired per pair, in order."""
@@ -148,7 +143,7 @@ class Fanout:
         if len(pairs) == 1:  # the common case: no thread hand-off
             event, rule = pairs[0]
             return [self._one(event, rule, deadline)]
-        pool = self._executor()
+        pool = _executor()
         futures: list[Future[Fired]] = [
             pool.submit(self._one, event, rule, deadline) for event, rule in pairs
         ]
@@ -182,11 +177,19 @@ class Fanout:
         elapsed = (time.perf_counter() - started) * 1000
         return Fired(rule.name, rule.source, event.id, outcome, reason, elapsed, where, answer)
 
-    def _executor(self) -> ThreadPoolExecutor:
-        # Created in the process that fires: the app is built before the server forks,
-        # and a pool's threads do not survive a fork.
-        with self._pool_lock:
-            if self._pool is None or self._pool_pid != os.getpid():
-                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="fanout")
-                self._pool_pid = os.getpid()
-            return self._pool
+
+# One pool per process for every endpoint's Fanout: MAX_WORKERS bounds the process.
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    # Created in the process that fires: the app is built before the server forks,
+    # and a pool's threads do not survive a fork.
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="fanout")
+            _pool_pid = os.getpid()
+        return _pool
