@@ -458,7 +458,7 @@ class Console:
             if kind in eventsend.ENDPOINTS:
                 delivery = eventsend.webhook_delivery(args, self.settings, now)
             else:
-                delivery = eventsend.sns_delivery(args, now)
+                delivery = eventsend.sns_delivery(args, now, self.ca)  # loaded once, at start
         except (OSError, ValueError) as exc:
             raise ConsoleRefused("malformed", str(exc)) from None
         url = f"{self.public}/events/{endpoint}"

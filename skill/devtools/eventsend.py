@@ -35,13 +35,16 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
 from skill.client import EndpointError, EndpointProtocolError, EndpointUnreachable, post
 from skill.devtools.eventsamples import Request
 from skill.settings import DEVELOPMENT_TOPIC, Settings
 from skill.terminal import one_line
+
+if TYPE_CHECKING:
+    from verification.devca import DevCA
 
 DEFAULT_URL = "http://127.0.0.1:3000/events/sns"
 SNS_KINDS = ("s3", "cloudwatch", "sns")
@@ -151,10 +154,10 @@ def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return _post_and_report(args.url, delivery.body, delivery.headers, args.timeout)
 
 
-def sns_delivery(args: argparse.Namespace, now: datetime) -> Request:
+def sns_delivery(args: argparse.Namespace, now: datetime, ca: DevCA | None = None) -> Request:
     """What SNS would POST for `args` (the command's options): the message signed by the
-    development CA's SNS leaf, with SNS's headers. ValueError or OSError when it cannot be
-    built (a bad recorded file)."""
+    development CA's SNS leaf (`ca`, else the one in $FUNKER_DISPATCH_HOME), with SNS's
+    headers. ValueError or OSError when it cannot be built (a bad recorded file)."""
     topic = args.topic or DEVELOPMENT_TOPIC
     if args.file:
         message, described = recorded(Path(args.file), args.topic, now)
@@ -164,7 +167,7 @@ def sns_delivery(args: argparse.Namespace, now: datetime) -> Request:
         message, described = build(args, topic, now)
     from verification.devca import DevCA
 
-    signed = DevCA.load_or_create().sign_sns(message, version=args.signature_version)
+    signed = (ca or DevCA.load_or_create()).sign_sns(message, version=args.signature_version)
     headers = {
         "Content-Type": "text/plain; charset=UTF-8",  # what SNS sends
         "x-amz-sns-message-type": signed["Type"],
