@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skill.observability import cleanup_multiprocess, prepare_multiprocess
+from skill.observability import RequestLineHandler, cleanup_multiprocess, prepare_multiprocess
 from skill.settings import DEVELOPMENT_SKILL_ID, ConfigError, LocalFunction, Settings
 
 log = logging.getLogger("funker_dispatch")
@@ -233,9 +233,7 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     # The per-request line is pure JSON (already escaped), one per line, for log shippers.
     requests = logging.getLogger("funker_dispatch.requests")
-    line = logging.StreamHandler(sys.stderr)
-    line.setFormatter(logging.Formatter("%(message)s"))
-    requests.addHandler(line)
+    requests.addHandler(RequestLineHandler(sys.stderr))
     requests.propagate = False
 
 
