@@ -505,17 +505,17 @@ def _observe(record: RequestRecord, response: Response) -> None:
     state = current_app.extensions["funker_dispatch"]
     labels: LabelPolicy = state["labels"]
     measure = state["metrics"]
-    measure.requests.labels(
-        request_type=labels.request_type(record.request_type),
-        intent=labels.intent(record.intent),
-        locale=labels.locale(record.locale),
-        outcome=record.outcome,
+    measure.request_count(  # in the order the metric declares its labels
+        labels.request_type(record.request_type),
+        labels.intent(record.intent),
+        labels.locale(record.locale),
+        record.outcome,
     ).inc()
     if record.outcome == "rejected" and record.reason:
         measure.verification_failures.labels(reason=record.reason).inc()
     route = labels.intent(record.route) if record.route else None
     if route is not None and record.function_ms is not None:
-        measure.function_seconds.labels(route=route).observe(record.function_ms / 1000)
+        measure.function_time(route).observe(record.function_ms / 1000)
     if route is not None and record.outcome == "apology" and record.reason:
         measure.function_failures.labels(route=route, kind=record.reason).inc()
     verify_ms = None

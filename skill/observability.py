@@ -144,6 +144,28 @@ class Metrics:
         )
         for outcome in PROGRESSIVE_OUTCOMES:  # all three exist from the start, at 0
             self.progressive.labels(outcome=outcome)
+        # Every Alexa request counts one of these and times one of those.
+        self.request_count = Children(self.requests)
+        self.function_time = Children(self.function_seconds)
+
+
+class Children:
+    """A labelled metric's children by label values, looked up once each.
+
+    `labels()` checks its arguments and takes the metric's lock on every call;
+    label values here are bounded (`LabelPolicy`), so the children are too. A
+    race only asks `labels()` twice, and it returns the same child.
+    """
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 @cache
