@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from contextvars import ContextVar
-from datetime import date, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -21,13 +21,12 @@ from verification import sdkcompat
 sdkcompat.install()
 
 from ask_sdk_core.exceptions import SerializationException  # noqa: E402
-from ask_sdk_core.serialize import DefaultSerializer  # noqa: E402
 from ask_sdk_model import Request, RequestEnvelope  # noqa: E402
+
+from skill.sdkmodel import ModelSerializer  # noqa: E402
 
 MAX_BODY_BYTES = 128 * 1024  # Alexa sends a few KiB; DESIGN §14
 MAX_DEPTH = 64  # Alexa envelopes nest about 8 deep; deeper is an attack or a bug
-
-_CLASSES: dict[str, Any] = {}  # SDK model class names -> classes, filled on first use
 
 # (body text, parsed dict, body bytes) of the request this thread is serving.
 _RAW: ContextVar[tuple[str, dict[str, Any], bytes] | None] = ContextVar(
@@ -121,7 +120,7 @@ def remember(text: str, data: dict[str, Any]) -> None:
     _RAW.set((text, data, text.encode("utf-8", "surrogatepass")))
 
 
-class EnvelopeSerializer(DefaultSerializer):
+class EnvelopeSerializer(ModelSerializer):
     """The SDK's serializer, reusing the pre-check's parse and tolerating new request types.
 
     The SDK's model raises on request types it does not know (Alexa adds them
@@ -160,26 +159,6 @@ class EnvelopeSerializer(DefaultSerializer):
             except ValueError:
                 return None
         return super()._DefaultSerializer__deserialize_model(payload, obj_type)  # type: ignore[misc]
-
-    # The two overrides below are the hot spots of the SDK's model building
-    # (see bench/profile.py): dateutil's parser and an __import__ per object.
-
-    def _DefaultSerializer__deserialize_datetime(self, payload: Any, obj_type: Any) -> Any:
-        if isinstance(payload, str):
-            try:  # Alexa sends ISO 8601 ("2026-11-27T12:00:00Z"); 3.11 parses it natively
-                parsed = datetime.fromisoformat(payload)
-            except ValueError:
-                pass  # anything unusual goes through dateutil as before
-            else:
-                return parsed.date() if obj_type is date else parsed
-        return super()._DefaultSerializer__deserialize_datetime(payload, obj_type)  # type: ignore[misc]
-
-    def _DefaultSerializer__load_class_from_name(self, class_name: str) -> Any:
-        cls = _CLASSES.get(class_name)
-        if cls is None:
-            cls = super()._DefaultSerializer__load_class_from_name(class_name)  # type: ignore[misc]
-            _CLASSES[class_name] = cls
-        return cls
 
     def _envelope(self, data: dict[str, Any]) -> RequestEnvelope:
         request = data.get("request")

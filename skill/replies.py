@@ -24,14 +24,15 @@ from verification import sdkcompat
 
 sdkcompat.install()
 
-from ask_sdk_core.serialize import DefaultSerializer  # noqa: E402
 from ask_sdk_model import Directive, Response  # noqa: E402
 
 from dispatch.responses import BadReply, Reply  # noqa: E402
+from skill.sdkmodel import ModelSerializer  # noqa: E402
 
 log = logging.getLogger("funker_dispatch")
 
-_serializer = DefaultSerializer()
+# Strict, as the SDK is: a reply's unknown enum value is refused, never made None.
+_serializer = ModelSerializer()
 # The dict-level deserializer is private to DefaultSerializer; using it saves
 # encoding the data to JSON text only to parse it again (ask-sdk-core pinned < 2).
 _to_model = _serializer._DefaultSerializer__deserialize  # type: ignore[attr-defined]
