@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import date, datetime
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -38,6 +39,28 @@ _DICT = re.compile(r"dict\(([^,]*), (.*)\)")
 
 class ModelSerializer(DefaultSerializer):
     """DefaultSerializer with the dict-to-model walk planned per type (see the module)."""
+
+    def serialize(self, obj: Any) -> Any:
+        """The SDK's model-to-dict step, with each model class's fields read once."""
+        kind = type(obj)
+        if obj is None or kind in _LEAVES:
+            return obj
+        if kind is dict:
+            return {key: self.serialize(value) for key, value in obj.items()}
+        if kind is list:
+            return [self.serialize(item) for item in obj]
+        fields = _OUTPUTS.get(kind)
+        if fields is None:
+            if kind in _NOT_MODELS or not _is_model(kind):
+                _NOT_MODELS.add(kind)
+                return super().serialize(obj)  # tuples, dates, enums, decimals...
+            fields = _OUTPUTS[kind] = _Fields(kind).by_type_order
+        serialized = {}
+        for attribute, json_name in fields:
+            value = getattr(obj, attribute)
+            if value is not None:  # the SDK leaves out what is None
+                serialized[json_name] = self.serialize(value)
+        return serialized
 
     def _DefaultSerializer__deserialize(self, payload: Any, obj_type: Any) -> Any:
         if payload is None:
@@ -99,7 +122,7 @@ class ModelSerializer(DefaultSerializer):
 class _Fields:
     """A model class's fields as the SDK walks them: (attribute, JSON name, type string)."""
 
-    __slots__ = ("discriminated", "fields", "json_names")
+    __slots__ = ("by_type_order", "discriminated", "fields", "json_names")
 
     def __init__(self, cls: type) -> None:
         types: dict[str, Any] = cls.deserialized_types  # type: ignore[attr-defined]
@@ -109,9 +132,16 @@ class _Fields:
             (attribute, json, types[attribute]) for attribute, json in names.items()
         )
         self.json_names = frozenset(names.values())
+        # Serializing walks `deserialized_types`, in its order.
+        self.by_type_order = tuple((attribute, names[attribute]) for attribute in types)
         self.discriminated = hasattr(cls, "get_real_child_model")
 
 
+# Exactly these types are returned as they are (the SDK's isinstance test also
+# passes their subclasses, a str-valued Enum say: those take the SDK's path).
+_LEAVES = frozenset(DefaultSerializer.PRIMITIVE_TYPES)
+_OUTPUTS: dict[type, tuple[tuple[str, str], ...]] = {}
+_NOT_MODELS: set[type] = set()
 _PLANS: dict[Any, Plan] = {}  # type string or class -> plan; model types are finitely many
 _FIELDS: dict[type, _Fields | None] = {}
 _CLASSES: dict[str, Any] = {}
@@ -132,6 +162,13 @@ def _fields(obj_type: Any) -> _Fields | None:
     )
     fields = _FIELDS[obj_type] = _Fields(obj_type) if plain else None
     return fields
+
+
+def _is_model(kind: type) -> bool:
+    """What the SDK serializes by `deserialized_types`: a class that has them and is none
+    of the types it tests for first (primitives, list, tuple, dates, Enum, Decimal, dict)."""
+    earlier = (*DefaultSerializer.PRIMITIVE_TYPES, list, tuple, date, Enum, Decimal, dict)
+    return hasattr(kind, "deserialized_types") and not issubclass(kind, earlier)
 
 
 def _plan(serializer: ModelSerializer, obj_type: Any) -> Plan:

@@ -207,3 +207,36 @@ def test_type_strings_the_sdk_leaves_empty_or_generic_are_met_the_sdks_way() -> 
         ("date", "2026-12-01"),
     ]:
         same(ModelSerializer(), DefaultSerializer(), payload, obj_type)
+
+
+def models_to_write() -> dict[str, Any]:
+    from ask_sdk_model import ResponseEnvelope
+
+    sdk, found = SdkEnvelope(), {}
+    for name, payload in {**REQUESTS, **MUTATIONS}.items():
+        kind, model = walk(sdk, payload, RequestEnvelope)
+        if kind == "model":
+            found[name] = model  # datetimes, enums and unknown fields kept as attributes
+    for name, payload in RESPONSES.items():
+        kind, model = walk(DefaultSerializer(), payload, Response)
+        if kind == "model":
+            found[f"reply: {name}"] = ResponseEnvelope(
+                version="1.0",
+                session_attributes={"a": [1, None, {"b": (1, 2)}], "c": None},
+                user_agent="ask-python",
+                response=model,
+            )
+    return found
+
+
+WRITTEN = models_to_write()
+
+
+@pytest.mark.parametrize("name", sorted(WRITTEN))
+def test_models_are_written_as_the_sdk_writes_them_in_its_order(name: str) -> None:
+    ours, theirs = (
+        ModelSerializer().serialize(WRITTEN[name]),
+        DefaultSerializer().serialize(WRITTEN[name]),
+    )
+    assert ours == theirs
+    assert json.dumps(ours) == json.dumps(theirs)  # same keys in the same order
