@@ -226,21 +226,43 @@ def production_like_process(tmp: Path) -> Path:
     return log_path
 
 
-def request_caller(app: WSGIApp, body: bytes, headers: dict[str, str]) -> Callable[[], bytes]:
-    """One POST / through the app's WSGI entry point, with a fresh environ each time."""
+RESIGN_AFTER = 60.0  # seconds; the timestamp check allows 150
+
+
+def request_caller(
+    app: WSGIApp,
+    body: bytes,
+    headers: dict[str, str],
+    resign: Callable[[], tuple[bytes, dict[str, str]]] | None = None,
+) -> Callable[[], bytes]:
+    """One POST / through the app's WSGI entry point, with a fresh environ each time.
+
+    With `resign` (a fresh signed body and headers), the request is re-signed
+    once it is a minute old: a profile may outlast the timestamp's 150 s window.
+    """
     from werkzeug.test import EnvironBuilder
 
-    template = EnvironBuilder(
-        path="/", method="POST", data=body, headers=headers, base_url="http://127.0.0.1:3000"
-    ).get_environ()
+    current: dict[str, Any] = {}
+
+    def prepare(body: bytes, headers: dict[str, str]) -> None:
+        current["template"] = EnvironBuilder(
+            path="/", method="POST", data=body, headers=headers, base_url="http://127.0.0.1:3000"
+        ).get_environ()
+        current["body"], current["at"], current["calls"] = body, time.monotonic(), 0
+
+    prepare(body, headers)
     statuses: list[str] = []
 
     def start_response(status: str, response_headers: Any, exc_info: Any = None) -> None:
         statuses.append(status)
 
     def call() -> bytes:
-        environ = dict(template)
-        environ["wsgi.input"] = io.BytesIO(body)
+        current["calls"] += 1
+        stale = current["calls"] % 256 == 0 and time.monotonic() - current["at"] > RESIGN_AFTER
+        if resign is not None and stale:
+            prepare(*resign())
+        environ = dict(current["template"])
+        environ["wsgi.input"] = io.BytesIO(current["body"])
         statuses.clear()
         chunks = app(environ, start_response)
         try:

@@ -101,7 +101,12 @@ def cpu_per_request_us(
     return figures
 
 
-def ablations(build: Callable[..., Any], body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+def ablations(
+    build: Callable[..., Any],
+    body: bytes,
+    headers: dict[str, str],
+    resign: Callable[[], tuple[bytes, dict[str, str]]],
+) -> dict[str, Any]:
     """b, an identical b, and b with one part off at a time: name -> WSGI caller."""
     import skill.app as app_module
 
@@ -131,7 +136,7 @@ def ablations(build: Callable[..., Any], body: bytes, headers: dict[str, str]) -
         "no record": without("_observe", lambda record, response: None),
         "no progressive": build(FUNKER_DISPATCH_PROGRESSIVE_AFTER="0").wsgi_app,
     }
-    return {name: request_caller(app, body, headers) for name, app in apps.items()}
+    return {name: request_caller(app, body, headers, resign) for name, app in apps.items()}
 
 
 def print_ablations(calls: dict[str, Callable[[], Any]], requests: int) -> None:
@@ -244,14 +249,17 @@ def main(argv: list[str] | None = None) -> None:
             config = dispatch_config(ca, tmp, function_port)
             settings = load_settings(config, environ={})
             quiet = load_settings(config, environ={"FUNKER_DISPATCH_PROGRESSIVE_AFTER": "0"})
-            body, headers = signed_request(ca)  # 150 s window: the whole profile fits in it
+            resign = lambda: signed_request(ca)  # noqa: E731  (a long profile outlasts one)
+            body, headers = resign()
+            apps = {
+                "a": bare.create_app("fixed"),
+                "a'": bare.create_app("funker", function_port),
+                "b": create_app(settings),
+                "b(off)": create_app(quiet),
+            }
             calls = {
-                "a": request_caller(bare.create_app("fixed").wsgi_app, body, headers),
-                "a'": request_caller(
-                    bare.create_app("funker", function_port).wsgi_app, body, headers
-                ),
-                "b": request_caller(create_app(settings).wsgi_app, body, headers),
-                "b(off)": request_caller(create_app(quiet).wsgi_app, body, headers),
+                name: request_caller(app.wsgi_app, body, headers, resign)
+                for name, app in apps.items()
             }
             cpu = cpu_per_request_us({"a'": calls["a'"], "b": calls["b"]}, args.requests * 3)
             print("CPU µs per request in process (thread time), median of 7 alternating rounds:")
@@ -261,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  b - a' (the dispatcher's own CPU per request): {extra:.0f} µs\n")
             if args.ablate:
                 build = lambda **env: create_app(load_settings(config, environ=env))  # noqa: E731
-                print_ablations(ablations(build, body, headers), args.requests * 3)
+                print_ablations(ablations(build, body, headers, resign), args.requests * 3)
             print(f"wall ms per request in-process, {args.requests} sequential requests:")
             figures = {}
             for name, call in calls.items():
