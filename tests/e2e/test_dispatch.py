@@ -541,6 +541,28 @@ def test_form_encoded_body_gets_415(signed, server):
     assert_json_error(answer, 415, "malformed")
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json;charset=UTF-8",  # as Amazon's request reference writes it
+        "application/json; charset=utf-8",
+        "application/json",
+        "APPLICATION/JSON; charset=utf-8",
+        "application/vnd.alexa+json",
+        "text/json",
+    ],
+)
+def test_every_json_content_type_is_answered(signed, server, content_type):
+    answer = signed(server.url, intent("TextIntent"), {"Content-Type": content_type})
+    assert answer.status == 200, answer.body
+
+
+@pytest.mark.parametrize("content_type", ["application/jsonx", "text/plain; charset=utf-8"])
+def test_a_near_json_content_type_gets_415(signed, server, content_type):
+    body = json.dumps(intent("EchoIntent")).encode()
+    assert_json_error(signed(server.url, body, {"Content-Type": content_type}), 415, "malformed")
+
+
 def test_wrong_skill_id_gets_400_and_reaches_no_function(signed, server):
     body = intent("EchoIntent", application_id="amzn1.ask.skill.someone-else")
     assert_json_error(signed(server.url, body), 400, "application-id")
