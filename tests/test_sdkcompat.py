@@ -40,3 +40,20 @@ def test_stand_in_refuses_to_validate_when_installed():
 def test_skill_package_installs_the_fix_itself():
     result = run_fresh("import skill\nfrom flask_ask_sdk.skill_adapter import SkillAdapter\n")
     assert result.returncode == 0, result.stderr
+
+
+def test_an_openssl_oscrypto_cannot_read_costs_no_oscrypto_import():
+    # oscrypto's own test of the version (1.3.0): where it fails, importing it only
+    # spends start-up time and memory on modules that then fail.
+    result = run_fresh(
+        "import re, ssl, sys\n"
+        "import verification\n"
+        "from verification import sdkcompat\n"
+        "readable = re.search(r'\\b(\\d\\.\\d\\.\\d[a-z]*)\\b', ssl.OPENSSL_VERSION)\n"
+        "loaded = sorted({n.split('.')[0] for n in sys.modules} & {'oscrypto', 'cffi', 'pycparser'})\n"
+        "print(bool(readable), sdkcompat.import_error is not None, loaded)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    readable, stand_in, loaded = result.stdout.strip().split(" ", 2)
+    if readable == "False":
+        assert (stand_in, loaded) == ("True", "[]")

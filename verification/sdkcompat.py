@@ -21,6 +21,8 @@ real one is left untouched.
 
 from __future__ import annotations
 
+import re
+import ssl
 import sys
 import types
 
@@ -65,12 +67,30 @@ def _stand_in() -> tuple[types.ModuleType, types.ModuleType]:
     return package, errors
 
 
+def _oscrypto_reads(version: str) -> bool:
+    """Whether oscrypto 1.3.0's own patterns find a version in this OpenSSL's banner.
+
+    oscrypto asks the system libcrypto, which is the one Python's ssl links
+    against wherever the SDK is deployed (Debian, the python images). Were they
+    to differ, the cost of a wrong "no" is the SDK's RequestVerifier, which
+    funker-dispatch never uses; a wrong "yes" only tries the import as before.
+    """
+    return bool(
+        re.search(r"\b(\d\.\d\.\d[a-z]*)\b", version)
+        or re.search(r"(?<=LibreSSL )(\d\.\d(\.\d)?)\b", version)
+    )
+
+
 def install() -> None:
     """Make `import certvalidator` succeed, with the real module if it loads."""
     global import_error
     if "certvalidator" in sys.modules:
         return
     try:
+        if "oscrypto" not in sys.modules and not _oscrypto_reads(ssl.OPENSSL_VERSION):
+            # Known to fail: trying costs every process about 150 ms and the memory
+            # of oscrypto, cffi and pycparser, all left behind half-loaded.
+            raise ImportError(f"oscrypto cannot read the version of {ssl.OPENSSL_VERSION}")
         import certvalidator  # noqa: F401
     except Exception as exc:  # oscrypto raises its own LibraryNotFoundError
         import_error = f"{type(exc).__name__}: {exc}"
