@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
+if TYPE_CHECKING:  # rich is the tools' library; the server imports this module without it
+    from rich.text import Text
 
 # C0 but newline and tab, DEL, C1 (8-bit CSI, OSC... are C1 code points).
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -36,6 +37,8 @@ def one_line(text: str) -> str:
 
 def plain(text: str, style: str = "") -> Text:
     """Endpoint text for rich: printable, and never read as markup or emoji codes."""
+    from rich.text import Text
+
     return Text(printable(text), style=style)
 
 

@@ -1,4 +1,4 @@
-"""The official SDK web-service modules import on this machine's OpenSSL."""
+"""The SDK web-service modules import on this machine's OpenSSL, and no more than needed."""
 
 import subprocess
 import sys
@@ -50,10 +50,18 @@ def test_an_openssl_oscrypto_cannot_read_costs_no_oscrypto_import():
         "import verification\n"
         "from verification import sdkcompat\n"
         "readable = re.search(r'\\b(\\d\\.\\d\\.\\d[a-z]*)\\b', ssl.OPENSSL_VERSION)\n"
-        "loaded = sorted({n.split('.')[0] for n in sys.modules} & {'oscrypto', 'cffi', 'pycparser'})\n"
+        "tops = {n.split('.')[0] for n in sys.modules}\n"
+        "loaded = sorted(tops & {'oscrypto', 'cffi', 'pycparser'})\n"
         "print(bool(readable), sdkcompat.import_error is not None, loaded)\n"
     )
     assert result.returncode == 0, result.stderr
     readable, stand_in, loaded = result.stdout.strip().split(" ", 2)
     if readable == "False":
         assert (stand_in, loaded) == ("True", "[]")
+
+
+def test_the_server_imports_no_terminal_library():
+    # rich is for the command-line tools; each server process would carry it for nothing.
+    result = run_fresh("import sys, skill.app, skill.server\nprint('rich' in sys.modules)\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
