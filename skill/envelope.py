@@ -150,14 +150,8 @@ class EnvelopeSerializer(ModelSerializer):
             raise SerializationException(f"{type(exc).__name__}: {exc}") from exc
 
     def _DefaultSerializer__deserialize_model(self, payload: Any, obj_type: Any) -> Any:
-        # Alexa adds enum values over time (session-ended reasons, error types...).
-        # An unknown *string* becomes None in the model instead of refusing the
-        # request; functions still receive it in the raw envelope.
-        if isinstance(obj_type, type) and issubclass(obj_type, Enum) and isinstance(payload, str):
-            try:
-                return obj_type(payload)
-            except ValueError:
-                return None
+        if is_enum_text(payload, obj_type):
+            return enum_member(payload, obj_type)
         return super()._DefaultSerializer__deserialize_model(payload, obj_type)  # type: ignore[misc]
 
     def _envelope(self, data: dict[str, Any]) -> RequestEnvelope:
@@ -176,6 +170,23 @@ class EnvelopeSerializer(ModelSerializer):
             locale=_str_or_none(request.get("locale")),
         )
         return envelope
+
+
+def is_enum_text(payload: Any, obj_type: Any) -> bool:
+    return isinstance(obj_type, type) and issubclass(obj_type, Enum) and isinstance(payload, str)
+
+
+def enum_member(payload: str, obj_type: type[Enum]) -> Enum | None:
+    """The member named by `payload`, or None for a value the installed SDK does not know.
+
+    Alexa adds enum values over time (session-ended reasons, error types...):
+    an unknown *string* becomes None in the model instead of refusing the
+    request; functions still receive it in the raw envelope.
+    """
+    try:
+        return obj_type(payload)
+    except ValueError:
+        return None
 
 
 def _timestamp(value: Any) -> datetime | None:

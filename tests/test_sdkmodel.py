@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from ask_sdk_core.exceptions import SerializationException
 from ask_sdk_core.serialize import DefaultSerializer
 from ask_sdk_model import Directive, Request, RequestEnvelope, Response
 
-from skill.envelope import EnvelopeSerializer
+from skill.envelope import EnvelopeSerializer, enum_member, is_enum_text
 from skill.sdkmodel import ModelSerializer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,11 +22,8 @@ class SdkEnvelope(DefaultSerializer):
     """The SDK's own walk with EnvelopeSerializer's one stated difference: unknown enum strings."""
 
     def _DefaultSerializer__deserialize_model(self, payload: Any, obj_type: Any) -> Any:
-        if isinstance(obj_type, type) and issubclass(obj_type, Enum) and isinstance(payload, str):
-            try:
-                return obj_type(payload)
-            except ValueError:
-                return None
+        if is_enum_text(payload, obj_type):
+            return enum_member(payload, obj_type)
         return super()._DefaultSerializer__deserialize_model(payload, obj_type)  # type: ignore[misc]
 
 
