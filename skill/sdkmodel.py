@@ -1,18 +1,19 @@
-"""The ASK SDK's dict-to-model step, planned once per type instead of re-read for every value.
+"""The ASK SDK's dict-to-model and model-to-dict steps, planned once per type, not per value.
 
 `DefaultSerializer` (ask-sdk-core, pinned < 2) decides afresh for every value
 what its type string means (two prefix tests and two regular expressions, a
 class import, five type comparisons) and, for every model object, rebuilds the
-class's attribute map and scans it once per payload key. On an Alexa request
-that is most of the SDK's cost per request. `ModelSerializer` gives the same
-answer - the same model classes, the same attributes, the same refusals with
-the same messages - from a plan made the first time each type string is met.
+class's attribute map and scans it once per payload key; writing a model back
+out rebuilds the map again. On an Alexa request that was most of the SDK's cost.
+`ModelSerializer` gives the same answer - the same model classes, the same
+attributes, the same refusals with the same messages, the same JSON keys in
+the same order - from a plan made the first time each type is met.
 
 Only JSON objects whose type is a plain model take the planned path; anything
-unusual (a list where an object belongs, a `list[a, b]` type) goes through the
-SDK's own code, so its behaviour there is the SDK's by construction.
-`tests/test_sdkmodel.py` holds the two to the same result on real and mutated
-requests.
+unusual (a list where an object belongs, a `list[a, b]` type, a tuple or a
+date to write) goes through the SDK's own code, so its behaviour there is the
+SDK's by construction. `tests/test_sdkmodel.py` holds the two to the same
+result on real and mutated requests, replies and directives.
 """
 
 from __future__ import annotations
