@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException  # noqa: E402
 from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
-from skill import events, trace  # noqa: E402
+from skill import trace  # noqa: E402
 from skill.bridge import BODY_ERROR, BodyFailure  # noqa: E402
 from skill.envelope import (  # noqa: E402
     MAX_BODY_BYTES,
@@ -110,9 +110,7 @@ def create_app(settings: Settings) -> Flask:
     # too large instead of acting on a cut-off request. (Under the server the
     # bridge has already refused anything over the cap before reading it.) The
     # largest path's cap: each path's own is checked where its body is read.
-    app.config["MAX_CONTENT_LENGTH"] = (
-        max([MAX_BODY_BYTES, *events.body_caps(settings).values()]) + 1
-    )
+    app.config["MAX_CONTENT_LENGTH"] = max([MAX_BODY_BYTES, *_event_caps(settings).values()]) + 1
     app.config["SETTINGS"] = settings
     # Our verifiers replace the SDK's own (which need certvalidator/oscrypto).
     app.config[VERIFY_SIGNATURE_APP_CONFIG] = False
@@ -182,7 +180,10 @@ def create_app(settings: Settings) -> Flask:
     app.teardown_request(_request_done)
     _json_errors(app)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
-    events.register(app, settings)  # POST /events/X for each [triggers.X] table
+    if _has_triggers(settings):
+        from skill import events
+
+        events.register(app, settings)  # POST /events/X for each [triggers.X] table
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
     return app
@@ -233,12 +234,28 @@ def _progressive_hosts(settings: Settings) -> tuple[str, ...]:
 def body_cap(settings: Settings) -> Callable[[str], int]:
     """The largest body each path accepts, for the server's bridge (413 above it)."""
 
-    caps = events.body_caps(settings)  # the event endpoints' own (DESIGN §11)
+    caps = _event_caps(settings)  # the event endpoints' own (DESIGN §11)
 
     def cap(path: str) -> int:
         return caps.get(path, MAX_BODY_BYTES)  # Alexa's cap everywhere else
 
     return cap
+
+
+def _has_triggers(settings: Settings) -> bool:
+    triggers = settings.triggers
+    return any((triggers.sns, triggers.eventbridge, triggers.github))
+
+
+def _event_caps(settings: Settings) -> dict[str, int]:
+    """Each event path's body cap. Without a `[triggers]` table the event view, the
+    triggers package and its verifiers are never imported: each process's start-up
+    time and memory are spent on nothing it can use."""
+    if not _has_triggers(settings):
+        return {}
+    from skill import events
+
+    return events.body_caps(settings)
 
 
 def _json_errors(app: Flask) -> None:

@@ -893,9 +893,9 @@ def triggers_from_mapping(
 
 def _check_triggers(settings: Settings) -> None:
     """Rules reach an endpoint that exists; local chains are URLs some verifier can ask for."""
-    from triggers.rules import ENDPOINT
-
     for name, rule in settings.rules.items():
+        from triggers.rules import ENDPOINT  # only with rules: see skill.app._event_caps
+
         endpoint = ENDPOINT[rule.source]
         if getattr(settings.triggers, endpoint) is None:
             raise ConfigError(

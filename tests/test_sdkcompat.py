@@ -65,3 +65,19 @@ def test_the_server_imports_no_terminal_library():
     result = run_fresh("import sys, skill.app, skill.server\nprint('rich' in sys.modules)\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_skill_without_event_triggers_imports_none_of_them(tmp_path):
+    # The triggers package, its verifiers and the event view cost start-up time and
+    # memory in every process; a skill with no [triggers] table has no use for them.
+    config = tmp_path / "dispatch.toml"
+    config.write_text('[intents.HelloIntent]\nhost = "127.0.0.1"\nport = 9\n', encoding="utf-8")
+    result = run_fresh(
+        "import sys\n"
+        "from skill.app import create_app\n"
+        "from skill.settings import load_settings\n"
+        f"app = create_app(load_settings({str(config)!r}, environ={{}}))\n"
+        "print(sorted(m for m in sys.modules if m == 'skill.events' or m.startswith('triggers')))\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
