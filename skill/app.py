@@ -563,9 +563,7 @@ def _observe(record: RequestRecord, response: Response) -> None:
         "total_ms": _round((now - g.started) * 1000),
     }
     line = log_request(fields)
-    key = state.get("console_key")  # None unless [console] enabled: no header lookup then
-    marker = request.headers.get(trace.MARKER_HEADER) if key is not None else None
-    if trace.asked(key, marker, g.get("body")):
+    if trace.asked(state.get("console_key"), request.headers, g.get("body")):
         response.headers[trace.TRACE_HEADER] = line  # the log line itself, encoded once
 
 

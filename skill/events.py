@@ -144,7 +144,7 @@ def _view(trigger: str) -> Response:
     response.status_code = delivery.status
     response.headers.update(delivery.headers)
     key = current_app.extensions.get("funker_dispatch", {}).get("console_key")
-    if line is not None and trace.asked(key, request.headers.get(trace.MARKER_HEADER), body):
+    if line is not None and trace.asked(key, request.headers, body):
         response.headers[trace.TRACE_HEADER] = trace.encode(event_record(line, delivery))
     return response
 

@@ -41,9 +41,15 @@ def marker(key: bytes, body: bytes) -> str:
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def asked(key: bytes | None, given: str | None, body: bytes | None) -> bool:
-    """Whether this request's marker is the console's, for exactly this body."""
-    if key is None or not given or body is None:
+def asked(key: bytes | None, headers: Any, body: bytes | None) -> bool:
+    """Whether this request's marker is the console's, for exactly this body.
+
+    `key` is None unless the console is enabled: then no header is even looked up.
+    """
+    if key is None or body is None:
+        return False
+    given = headers.get(MARKER_HEADER)
+    if not given:
         return False
     return hmac.compare_digest(given.encode("ascii", "replace"), marker(key, body).encode())
 
