@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> Flask:
     app.teardown_request(_request_done)
     _json_errors(app)
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
-    if _has_triggers(settings):
+    if settings.triggers.configured:
         from skill import events
 
         events.register(app, settings)  # POST /events/X for each [triggers.X] table
@@ -240,16 +240,11 @@ def body_cap(settings: Settings) -> Callable[[str], int]:
     return cap
 
 
-def _has_triggers(settings: Settings) -> bool:
-    triggers = settings.triggers
-    return any((triggers.sns, triggers.eventbridge, triggers.github))
-
-
 def _event_caps(settings: Settings) -> dict[str, int]:
     """Each event path's body cap. Without a `[triggers]` table the event view, the
     triggers package and its verifiers are never imported: each process's start-up
     time and memory are spent on nothing it can use."""
-    if not _has_triggers(settings):
+    if not settings.triggers.configured:
         return {}
     from skill import events
 

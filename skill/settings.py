@@ -695,6 +695,11 @@ class TriggerSettings:
     eventbridge: EventBridgeTriggerSettings | None = None
     github: GitHubTriggerSettings | None = None
 
+    @property
+    def configured(self) -> bool:
+        """Whether any event endpoint is on (else nothing of the triggers is even imported)."""
+        return any((self.sns, self.eventbridge, self.github))
+
 
 # An SNS topic ARN glob: `*` in the partition, region or name, never in the account: anyone
 # can create topics in their own account and subscribe this endpoint to them.
@@ -893,9 +898,9 @@ def triggers_from_mapping(
 
 def _check_triggers(settings: Settings) -> None:
     """Rules reach an endpoint that exists; local chains are URLs some verifier can ask for."""
+    if settings.rules:  # imported only then: a skill without triggers never loads them
+        from triggers.rules import ENDPOINT
     for name, rule in settings.rules.items():
-        from triggers.rules import ENDPOINT  # only with rules: see skill.app._event_caps
-
         endpoint = ENDPOINT[rule.source]
         if getattr(settings.triggers, endpoint) is None:
             raise ConfigError(
