@@ -50,14 +50,11 @@ class ModelSerializer(DefaultSerializer):
             return {key: self.serialize(value) for key, value in obj.items()}
         if kind is list:
             return [self.serialize(item) for item in obj]
-        fields = _OUTPUTS.get(kind)
+        fields = _fields(kind)
         if fields is None:
-            if kind in _NOT_MODELS or not _is_model(kind):
-                _NOT_MODELS.add(kind)
-                return super().serialize(obj)  # tuples, dates, enums, decimals...
-            fields = _OUTPUTS[kind] = _Fields(kind).by_type_order
+            return super().serialize(obj)  # tuples, dates, enums, decimals...
         serialized = {}
-        for attribute, json_name in fields:
+        for attribute, json_name in fields.by_type_order:
             value = getattr(obj, attribute)
             if value is not None:  # the SDK leaves out what is None
                 serialized[json_name] = self.serialize(value)
@@ -80,7 +77,8 @@ class ModelSerializer(DefaultSerializer):
             return super()._DefaultSerializer__deserialize_model(payload, obj_type)  # type: ignore[misc]
         try:
             if fields.discriminated:
-                obj_type = self._by_discriminator(payload, obj_type)
+                # The SDK's own lookup (through the class cache below).
+                obj_type = self._DefaultSerializer__get_obj_by_discriminator(payload, obj_type)  # type: ignore[attr-defined]
                 fields = _fields(obj_type) or _Fields(obj_type)  # no model: fails as the SDK does
             model = obj_type()
             deserialize = self._DefaultSerializer__deserialize
@@ -93,14 +91,6 @@ class ModelSerializer(DefaultSerializer):
             return model
         except Exception as exc:
             raise SerializationException(str(exc)) from exc
-
-    def _by_discriminator(self, payload: dict[str, Any], obj_type: Any) -> Any:
-        name = obj_type.get_real_child_model(payload)
-        if not name:
-            raise SerializationException(
-                f"Couldn't resolve object by discriminator type for {obj_type} class"
-            )
-        return self._DefaultSerializer__load_class_from_name(name)
 
     def _DefaultSerializer__load_class_from_name(self, class_name: str) -> Any:
         cls = _CLASSES.get(class_name)
@@ -141,15 +131,16 @@ class _Fields:
 # Exactly these types are returned as they are (the SDK's isinstance test also
 # passes their subclasses, a str-valued Enum say: those take the SDK's path).
 _LEAVES = frozenset(DefaultSerializer.PRIMITIVE_TYPES)
-_OUTPUTS: dict[type, tuple[tuple[str, str], ...]] = {}
-_NOT_MODELS: set[type] = set()
+# What the SDK tests for before it treats a value as a model (Enum among them).
+_NOT_MODELS = (*DefaultSerializer.PRIMITIVE_TYPES, list, tuple, date, Enum, Decimal, dict)
 _PLANS: dict[Any, Plan] = {}  # type string or class -> plan; model types are finitely many
 _FIELDS: dict[type, _Fields | None] = {}
 _CLASSES: dict[str, Any] = {}
 
 
 def _fields(obj_type: Any) -> _Fields | None:
-    """The planned fields of a model class; None for enums and anything without a model."""
+    """The planned fields of a model class; None for anything the SDK does not walk as one
+    (no `deserialized_types`, or a type it tests for first: an Enum, a primitive...)."""
     try:
         return _FIELDS[obj_type]
     except KeyError:
@@ -158,18 +149,11 @@ def _fields(obj_type: Any) -> _Fields | None:
         return None
     plain = (
         isinstance(obj_type, type)
-        and not issubclass(obj_type, Enum)
+        and not issubclass(obj_type, _NOT_MODELS)
         and hasattr(obj_type, "deserialized_types")
     )
     fields = _FIELDS[obj_type] = _Fields(obj_type) if plain else None
     return fields
-
-
-def _is_model(kind: type) -> bool:
-    """What the SDK serializes by `deserialized_types`: a class that has them and is none
-    of the types it tests for first (primitives, list, tuple, dates, Enum, Decimal, dict)."""
-    earlier = (*DefaultSerializer.PRIMITIVE_TYPES, list, tuple, date, Enum, Decimal, dict)
-    return hasattr(kind, "deserialized_types") and not issubclass(kind, earlier)
 
 
 def _plan(serializer: ModelSerializer, obj_type: Any) -> Plan:
