@@ -378,6 +378,15 @@ class FunctionServer(socketserver.ThreadingTCPServer):
 
 
 class _Connection(socketserver.BaseRequestHandler):
+    """One request. A request that cannot be served gets no answer at all, only a log line.
+
+    Closing without an answer is what the published runtimes do when their
+    handler fails (the process dies), and it is the one thing a caller cannot
+    mistake for success: the dispatcher reports a protocol failure, an event's
+    sender is told to retry, and the replay memory does not mark it done. An
+    `{"error": ...}` answer would be an ordinary JSON value, and count as one.
+    """
+
     server: FunctionServer
 
     def handle(self) -> None:
@@ -394,34 +403,41 @@ class _Connection(socketserver.BaseRequestHandler):
                     break
                 request += chunk
                 if len(request) > MAX_REQUEST_BYTES:
-                    self._reply({"error": f"request larger than {MAX_REQUEST_BYTES} bytes"})
+                    self._refuse(f"request larger than {MAX_REQUEST_BYTES} bytes")
                     return
-        except OSError:  # TimeoutError included
-            return  # the client went away or never finished: nobody to answer
+        except TimeoutError:
+            self._refuse(f"request not received within {self.server.read_timeout:g} s")
+            return
+        except OSError:
+            return  # the client went away: nobody to answer, nothing to tell
         if not request:
             return  # a port probe (connect and close) is not a request
         try:
             payload = json.loads(request.decode("utf-8"), parse_constant=_reject_constant)
         except ValueError:  # includes UnicodeDecodeError
-            self._reply({"error": "request is not one UTF-8 JSON value"})
+            self._refuse("request is not one UTF-8 JSON value")
             return
         except RecursionError:
-            self._reply({"error": "request is nested too deeply"})
+            self._refuse("request is nested too deeply to parse")
             return
         try:
             answer = _encode(self.server.handler(payload))
-        except Exception as exc:
-            log.exception("funker handler failed")
-            answer = _encode({"error": type(exc).__name__})
+        except Exception:
+            # The traceback is the function author's to read; the caller learns only
+            # that no answer came (FunctionProtocolError), never the details.
+            log.exception("funker handler failed: the request gets no answer")
+            return
         self._reply(answer)
 
-    def _reply(self, answer: bytes | dict[str, str]) -> None:
-        data = answer if isinstance(answer, bytes) else _encode(answer)
+    def _refuse(self, reason: str) -> None:
+        log.error("funker request refused, no answer sent: %s", reason)
+
+    def _reply(self, answer: bytes) -> None:
         # sendall's timeout bounds the whole send: a client that never reads the
         # answer gives the thread back after as long as it had for the request.
         self.request.settimeout(self.server.read_timeout)
         with contextlib.suppress(OSError):  # the caller gave up (deadline): nothing to do
-            self.request.sendall(data)
+            self.request.sendall(answer)
         # socketserver then half-closes and closes: the caller's EOF ends the answer.
 
 
@@ -460,7 +476,10 @@ def serve(
 
     A client has `read_timeout` seconds for its whole request; at most
     `max_handlers` requests are handled at once and the rest wait their turn
-    in the listen backlog, so slow clients cannot exhaust threads.
+    in the listen backlog, so slow clients cannot exhaust threads. A handler
+    that raises, and a request too large, too slow or not one JSON value, get
+    no answer: the connection closes and the reason is logged here, so the
+    caller sees a failure (DESIGN §14), never an ordinary `{"error": ...}` value.
 
     On a stop signal it accepts nothing more and lets requests already being
     handled finish (up to `SHUTDOWN_GRACE` seconds), so a swarm update does

@@ -558,7 +558,7 @@ def test_server_runs_requests_in_parallel_one_thread_each(function_server):
     assert answers == [1, 2]
 
 
-def test_handler_exception_answers_its_type_and_server_keeps_serving(function_server, caplog):
+def test_handler_exception_gets_no_answer_so_the_caller_sees_a_failure(function_server, caplog):
     def fragile(payload: Any) -> Any:
         if payload == "boom":
             raise ValueError("secret detail")
@@ -566,52 +566,66 @@ def test_handler_exception_answers_its_type_and_server_keeps_serving(function_se
 
     _, port = function_server(fragile)
 
-    with caplog.at_level(logging.ERROR, logger="dispatch.funker"):
-        assert call(route(port), "boom", timeout=5) == {"error": "ValueError"}
-    assert call(route(port), "again", timeout=5) == "fine"
-    assert any(record.exc_info for record in caplog.records)
+    with (
+        caplog.at_level(logging.ERROR, logger="dispatch.funker"),
+        pytest.raises(FunctionProtocolError, match="closed without answering") as caught,
+    ):
+        call(route(port), "boom", timeout=5)
+    assert "secret detail" not in str(caught.value)  # the caller learns nothing of it
+    assert call(route(port), "again", timeout=5) == "fine"  # and the server keeps serving
+    failed = [r for r in caplog.records if "handler failed" in r.getMessage()]
+    assert failed and failed[0].exc_info is not None  # the author gets the traceback
 
 
-def test_unserialisable_answer_is_an_error_answer(function_server):
+def test_unserialisable_answer_gets_no_answer(function_server):
     _, port = function_server(lambda payload: {"when": object()})
 
-    assert call(route(port), {}, timeout=5) == {"error": "TypeError"}
+    with pytest.raises(FunctionProtocolError, match="closed without answering"):
+        call(route(port), {}, timeout=5)
 
 
-def send_raw(port: int, data: bytes) -> Any:
+def send_raw(port: int, data: bytes) -> bytes:
+    """What the server sends back for `data`: b"" when it closes (or resets) without answering."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(data)
-        conn.shutdown(socket.SHUT_WR)
-        return json.loads(read_to_eof(conn))
+        try:
+            conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)
+            return read_to_eof(conn)
+        except ConnectionResetError:  # closed with our bytes unread: no answer either
+            return b""
 
 
 @pytest.mark.parametrize(
-    "request_bytes", [b"{not json", b'"caf\xe9"', b"1 2"], ids=["json", "utf8", "two-values"]
+    "request_bytes, reason",
+    [
+        (b"{not json", "not one UTF-8 JSON value"),
+        (b'"caf\xe9"', "not one UTF-8 JSON value"),
+        (b"1 2", "not one UTF-8 JSON value"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b" " * (1024 * 1024 + 1), "larger than 1048576 bytes"),
+    ],
+    ids=["json", "utf8", "two-values", "too-deep", "too-large"],
 )
-def test_invalid_request_gets_an_error_answer_and_no_handler_call(function_server, request_bytes):
+def test_unreadable_request_gets_no_answer_no_handler_call_and_a_log_line(
+    function_server, caplog, request_bytes, reason
+):
     calls: list[Any] = []
     _, port = function_server(calls.append)
 
-    assert "error" in send_raw(port, request_bytes)
+    with caplog.at_level(logging.ERROR, logger="dispatch.funker"):
+        assert send_raw(port, request_bytes) == b""
+
     assert calls == []
+    assert any(reason in record.getMessage() for record in caplog.records)
 
 
-def test_request_nested_too_deeply_gets_an_error_answer_and_no_handler_call(function_server):
-    calls: list[Any] = []
-    _, port = function_server(calls.append)
-
-    answer = send_raw(port, b"[" * 100_000 + b"]" * 100_000)
-
-    assert "nested too deeply" in answer["error"]
-    assert calls == []
-
-
-def test_oversize_request_gets_an_error_answer(function_server):
+def test_a_function_that_cannot_read_the_request_is_a_protocol_error_for_the_caller(
+    function_server,
+):
     _, port = function_server(lambda payload: "unreachable")
 
-    answer = send_raw(port, b" " * (1024 * 1024 + 1))
-
-    assert "larger than" in answer["error"]
+    with pytest.raises(FunctionProtocolError):
+        call(route(port), "x" * (1024 * 1024), timeout=5)
 
 
 def test_port_probe_is_not_a_request(function_server):
