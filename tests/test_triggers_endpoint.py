@@ -18,6 +18,7 @@ from triggers.endpoint import SnsEndpoint
 from triggers.fanout import MAX_IDS, Fanout, Memory
 from triggers.rules import parse_rule
 from verification import SnsVerifier
+from verification.errors import CertFetchFailed
 
 EVENTS = Path(__file__).parent / "fixtures" / "events"
 S3_TWO = (EVENTS / "s3-two-records.json").read_text()
@@ -79,6 +80,28 @@ def at(function: RecordingFunction | Stall, **table: Any) -> dict[str, Any]:
 
 def deliver(target: SnsEndpoint, message: dict[str, Any]):
     return target.receive({"x-amz-sns-message-type": message["Type"]}, json.dumps(message).encode())
+
+
+def test_a_genuine_message_whose_chain_cannot_be_fetched_now_is_503_so_sns_retries(
+    signer, functions
+):
+    # SNS never retries a 4xx: a 400 here would drop a genuine message for a passing reason.
+    alarms = functions["alarms"] = RecordingFunction()
+
+    def unreachable(url: str) -> bytes:
+        raise CertFetchFailed("the certificate host did not answer")
+
+    verifier = SnsVerifier(
+        roots=[signer.root.cert], fetch=unreachable, now=lambda: pki.NOW, topics=[pki.SNS_TOPIC]
+    )
+    rules = [parse_rule("paging", at(alarms, source="cloudwatch"), default_port=9999)]
+    target = SnsEndpoint(verifier, rules, Fanout(5.0, Memory(3600)))
+    message = signer.sign(pki.sns_notification(ALARM, message_id="fetch-1"))
+
+    for _ in range(2):  # the remembered failure (negative cache) is as passing as the first
+        delivery = deliver(target, message)
+        assert (delivery.status, delivery.body["error"]) == (503, "sns-cert-fetch")
+    assert alarms.ids() == []
 
 
 def test_an_s3_notification_calls_once_per_matching_record_with_decoded_keys(signer, functions):

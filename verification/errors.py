@@ -114,9 +114,14 @@ class SnsCertUrl(SnsVerificationFailed):
 
 
 class SnsCertFetch(SnsVerificationFailed):
-    """The signing certificate chain could not be fetched."""
+    """The signing certificate chain could not be had now (host unreachable, fetches busy).
+
+    503, not 400: SNS retries only 5xx, and this is a passing condition, so a
+    4xx would silently drop a genuine message (DESIGN §11).
+    """
 
     reason = "sns-cert-fetch"
+    status = 503
 
 
 class SnsChain(SnsVerificationFailed):
