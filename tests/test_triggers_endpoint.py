@@ -104,6 +104,15 @@ def test_a_genuine_message_whose_chain_cannot_be_fetched_now_is_503_so_sns_retri
     assert alarms.ids() == []
 
 
+def test_a_message_id_longer_than_128_characters_is_malformed(signer, functions):
+    alarms = functions["alarms"] = RecordingFunction()
+    target = endpoint(signer, {"paging": at(alarms, source="cloudwatch")})
+    message = signer.sign(pki.sns_notification(ALARM, message_id="m" * 129))
+    delivery = deliver(target, message)
+    assert (delivery.status, delivery.body["error"]) == (400, "sns-malformed")
+    assert alarms.ids() == [] and len(target.fanout.memory) == 0
+
+
 def test_an_s3_notification_calls_once_per_matching_record_with_decoded_keys(signer, functions):
     uploads = functions["uploads"] = RecordingFunction()
     target = endpoint(signer, {"uploads": at(uploads, source="s3", key_prefix="holiday/")})

@@ -114,6 +114,37 @@ def test_basic_refusals_say_how_to_authenticate(functions):
     )
 
 
+def test_a_delivery_of_more_than_100_events_is_413_and_runs_nothing(functions):
+    # An API destination gets one record per call; a batch this large is not a Pipe's.
+    orders = functions["orders"] = RecordingFunction()
+    target = eventbridge({"orders": at(orders, source="dynamodb")})
+    records = [{**BATCH[0], "eventID": f"r-{n}"} for n in range(101)]
+    delivery = post_eventbridge(target, records)
+    assert (delivery.status, delivery.body["error"]) == (413, "too-many-events")
+    assert orders.payloads() == []
+    assert post_eventbridge(target, records[:100]).status == 200  # the limit itself is fine
+    assert len(orders.payloads()) == 100
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {**EC2, "id": "e" * 129},
+        [{**BATCH[0], "eventID": "r" * 129}],
+    ],
+    ids=["envelope", "dynamodb-record"],
+)
+def test_an_id_longer_than_128_characters_is_malformed(functions, document):
+    # Ids are remembered for max_age (replays): their size must be bounded, not only their count.
+    ec2 = functions["ec2"] = RecordingFunction()
+    target = eventbridge({"any": at(ec2, source="eventbridge"), "db": at(ec2, source="dynamodb")})
+    delivery = post_eventbridge(target, document)
+    assert (delivery.status, delivery.body["error"]) == (400, "eventbridge-malformed")
+    assert "128" in delivery.body["message"]
+    assert ec2.payloads() == []
+    assert len(target.fanout.memory) == 0
+
+
 def test_a_malformed_body_is_400_and_runs_nothing(functions):
     ec2 = functions["ec2"] = RecordingFunction()
     target = eventbridge({"ec2": at(ec2, source="eventbridge")})

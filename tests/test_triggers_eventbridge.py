@@ -74,7 +74,7 @@ def test_an_envelope_without_time_gets_the_receive_time():
         ({"id": "x", "source": "aws.ec2"}, "neither an EventBridge event"),
         ({**EC2, "id": ""}, "neither an EventBridge event"),
         ([BATCH[0], {"eventSource": "aws:sqs", "messageId": "m"}], "batch element 1"),
-        ([{**BATCH[0], "eventID": 7}], "batch element 0: a DynamoDB record has no eventID"),
+        ([{**BATCH[0], "eventID": 7}], "batch element 0: a DynamoDB record's eventID is missing"),
     ],
 )
 def test_what_no_sender_sends_is_malformed(document, says):

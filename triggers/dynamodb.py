@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from triggers.events import Event, MalformedDelivery
+from triggers.events import Event, MalformedDelivery, event_id
 
 DYNAMODB = "dynamodb"
 EVENT_SOURCE = "aws:dynamodb"
@@ -40,19 +40,17 @@ def is_record(value: Any) -> bool:
 
 def record_event(record: Mapping[str, Any], *, received: datetime) -> Event:
     """One `dynamodb` event from a stream record; MalformedDelivery when it cannot be one."""
-    event_id = record.get("eventID")
-    if not isinstance(event_id, str) or not event_id:
-        raise MalformedDelivery("a DynamoDB record has no eventID")
+    record_id = event_id(record.get("eventID"), "a DynamoDB record's eventID")
     name = record.get("eventName")
     if name not in EVENT_NAMES:
         raise MalformedDelivery(
-            f"DynamoDB record {event_id}: eventName is not INSERT, MODIFY or REMOVE"
+            f"DynamoDB record {record_id}: eventName is not INSERT, MODIFY or REMOVE"
         )
     arn = record.get("eventSourceARN")
     arn = arn if isinstance(arn, str) else ""
     stream = record.get("dynamodb")
     if not isinstance(stream, dict):
-        raise MalformedDelivery(f"DynamoDB record {event_id} has no dynamodb object")
+        raise MalformedDelivery(f"DynamoDB record {record_id} has no dynamodb object")
     try:
         images = {
             "keys": item(stream.get("Keys")),
@@ -60,11 +58,11 @@ def record_event(record: Mapping[str, Any], *, received: datetime) -> Event:
             "old": item(stream.get("OldImage")),
         }
     except ValueError as exc:
-        raise MalformedDelivery(f"DynamoDB record {event_id}: {exc}") from None
+        raise MalformedDelivery(f"DynamoDB record {record_id}: {exc}") from None
     table = table_name(arn)
     return Event(
         source=DYNAMODB,
-        id=event_id,
+        id=record_id,
         time=_created(stream.get("ApproximateCreationDateTime"), received),
         event=dict(record),
         attributes={"table": table, "event_source_arn": arn},

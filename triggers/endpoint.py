@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from triggers import eventbridge, github
-from triggers.events import Event, MalformedDelivery
+from triggers.events import MAX_EVENTS, Event, MalformedDelivery
 from triggers.fanout import FAILED, OK, Fanout, Fired
 from triggers.rules import ENDPOINT, Rule, matching
 from triggers.sns import S3_TEST, parse_notification
@@ -96,6 +96,10 @@ def fire(
     everything was done already), `failed_status` when any failed: 503 makes
     SNS and EventBridge retry, and the retry re-runs only what failed.
     """
+    if len(events) > MAX_EVENTS:
+        # One delivery is one request's worth of calls: a thousand-record body is not a
+        # sender's, and would hold the fan-out for everyone else (DESIGN §11).
+        return refusal("too-many-events", f"at most {MAX_EVENTS} events in one delivery", 413)
     pairs: list[tuple[Event, Rule]] = []
     unmatched = []
     for event in events:
@@ -171,7 +175,10 @@ class SnsEndpoint:
         return delivery
 
     def _notification(self, message: Mapping[str, Any]) -> Delivery:
-        notification = parse_notification(message)
+        try:
+            notification = parse_notification(message)
+        except MalformedDelivery as exc:
+            return refusal("sns-malformed", exc.message, exc.status)
         if notification.kind == S3_TEST:
             # S3 sends one when a bucket's notification is set up: proof the path works.
             return Delivery(

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from triggers import dynamodb
-from triggers.events import Event, MalformedDelivery, parse_json
+from triggers.events import Event, MalformedDelivery, event_id, parse_json
 
 EVENTBRIDGE = "eventbridge"
 
@@ -67,7 +67,7 @@ def envelope_event(envelope: Mapping[str, Any], *, received: datetime) -> Event:
     time = envelope.get("time")
     return Event(
         source=EVENTBRIDGE,
-        id=envelope["id"],
+        id=event_id(envelope["id"], "the event's id"),
         time=time if isinstance(time, str) and time else _stamp(received),
         event=dict(envelope),
         attributes={"event_source": envelope["source"], "detail_type": envelope["detail-type"]},

@@ -8,6 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: An event id's length at most: ids are remembered for `max_age` (DESIGN §11), so their
+#: size, not only their number, must be bounded. Senders' ids are 36-64 characters.
+MAX_ID_CHARS = 128
+#: Events one delivery may carry (an API destination gets one; SNS one S3 record a message).
+MAX_EVENTS = 100
+
 
 @dataclass(frozen=True)
 class Event:
@@ -40,6 +46,15 @@ def payload(event: Event, rule: str) -> dict[str, Any]:
         "attributes": dict(event.attributes),
         **event.extra,
     }
+
+
+def event_id(value: Any, what: str) -> str:
+    """`value` as an event id: a non-empty string of at most MAX_ID_CHARS, else malformed."""
+    if not isinstance(value, str) or not value:
+        raise MalformedDelivery(f"{what} is missing or not a string")
+    if len(value) > MAX_ID_CHARS:
+        raise MalformedDelivery(f"{what} is longer than {MAX_ID_CHARS} characters")
+    return value
 
 
 class MalformedDelivery(ValueError):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from triggers.events import Event, parse_json
+from triggers.events import Event, event_id, parse_json
 
 S3 = "s3"
 S3_TEST = "s3-test"
@@ -40,7 +40,11 @@ class Notification:
 
 
 def parse_notification(message: Mapping[str, Any]) -> Notification:
-    """The events of a verified SNS Notification (the dict `SnsVerifier.verify` returned)."""
+    """The events of a verified SNS Notification (the dict `SnsVerifier.verify` returned).
+
+    MalformedDelivery when its MessageId is too long to be remembered as an id.
+    """
+    event_id(message["MessageId"], "MessageId")
     body = _json(message["Message"])
     attributes = {
         "topic": message["TopicArn"],
