@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import os
 import re
 import socket
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +38,8 @@ DEVELOPMENT_SKILL_ID = "amzn1.ask.skill.00000000-0000-4000-8000-000000000000"
 SIMULATOR_API_ORIGIN = "http://127.0.0.1:3009"
 
 EMBEDDED_SOURCE = "embedded default"
+
+log = logging.getLogger("funker_dispatch")
 
 
 class ConfigError(ValueError):
@@ -501,6 +505,7 @@ def _check(settings: Settings) -> Settings:
         if value is not None and not Path(value).is_file():
             raise ConfigError(settings.source, f"server.{key}", f"no such file: {value}")
     if server.certfile and server.keyfile:
+        check_secret_file(server.keyfile, "server.keyfile", settings.source)
         _check_tls_pair(settings.source, server.certfile, server.keyfile)
     for index, root in enumerate(settings.verification.trusted_roots):
         _check_pem(settings.source, f"verification.trusted_roots[{index}]", root)
@@ -574,20 +579,7 @@ def _admin(source: str, server: ServerSettings) -> ServerSettings:
             )
     if port and port == server.port:
         raise ConfigError(source, "server.admin_port", "must differ from server.port")
-    token = None
-    if server.admin_token_file is not None:
-        try:
-            token = Path(server.admin_token_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise ConfigError(
-                source,
-                "server.admin_token_file",
-                f"cannot read {server.admin_token_file}: {reason}",
-            ) from None
-        token = token.removesuffix("\n").removesuffix("\r")  # one trailing newline, as echo writes
-        if not token.strip():
-            raise ConfigError(source, "server.admin_token_file", "the token file is empty")
+    token = _secret({}, None, server.admin_token_file, "server.admin_token_file", source)
     return replace(server, admin_port=port, admin_token=token)
 
 
@@ -840,6 +832,34 @@ def _eventbridge_credentials(
     return replace(table, password=password)
 
 
+def check_secret_file(path: str, key: str, source: str) -> None:
+    """Refuse a secret file that others can write; warn when others can read it.
+
+    As ssh refuses a private key others can change: whoever can write the
+    webhook secret or the admin token can forge what it authenticates. A
+    Docker secret is 0444 unless the stack says otherwise (it says 0400).
+    """
+    try:
+        mode = os.stat(path).st_mode  # follows a symlink (Kubernetes mounts secrets so)
+    except OSError:
+        return  # reading it fails next, with the reason
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            source,
+            key,
+            f"{path} is writable by its group or others (mode {stat.S_IMODE(mode):04o}): "
+            f"anyone who can write it controls the secret; chmod go-w {path}",
+        )
+    if mode & stat.S_IROTH:
+        log.warning(
+            "%s: %s: %s is readable by others (mode %04o); chmod o-r, or mode 0400 in the stack",
+            source,
+            key,
+            path,
+            stat.S_IMODE(mode),
+        )
+
+
 def _secret(
     environ: Mapping[str, str], variable: str | None, path: str | None, key: str, source: str
 ) -> str | None:
@@ -851,6 +871,7 @@ def _secret(
         return value
     if path is None:
         return None
+    check_secret_file(path, key, source)
     try:
         value = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -461,6 +461,23 @@ def test_dispatcher_has_modest_resource_limits(stack):
     assert 0 < int(limits["memory"]) <= 1024**3
 
 
+def test_the_stacks_secret_examples_are_readable_by_the_images_user_only():
+    # Uncommented as a user would: each must be valid YAML, mode 0400 and the image's uid,
+    # or the dispatcher warns (0444, Docker's default) or cannot read it (another uid).
+    lines = STACK.read_text(encoding="utf-8").splitlines()
+    start = lines.index("    # secrets:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    # "):
+            break
+        block.append(line.replace("    # ", "", 1))
+    secrets = yaml.safe_load("\n".join(block))["secrets"]
+    uid = only(final_stage(DOCKERFILE), "USER").split(":")[0]
+    assert {s["source"] for s in secrets} >= {"tls_cert", "tls_key", "github_webhook_secret"}
+    for secret in secrets:
+        assert (secret["uid"], secret["mode"]) == (uid, 0o400), secret
+
+
 def test_stop_grace_period_outlasts_the_servers_graceful_timeout(stack, prod):
     dispatcher = stack["services"]["dispatcher"]
     grace = seconds(dispatcher["stop_grace_period"])
