@@ -20,6 +20,7 @@ never follows a redirect; `"log"` writes it to the log for the operator.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import time
@@ -88,13 +89,20 @@ class Delivery:
 
 
 def fire(
-    events: Sequence[Event], rules: Sequence[Rule], fanout: Fanout, *, failed_status: int = 503
+    events: Sequence[Event],
+    rules: Sequence[Rule],
+    fanout: Fanout,
+    *,
+    failed_status: int = 503,
+    arrived: float | None = None,
 ) -> Delivery:
     """Every event against every rule, the matches run by `fanout`: the answer to the sender.
 
     200 when every matched rule's function answered (or nothing matched, or
     everything was done already), `failed_status` when any failed: 503 makes
-    SNS and EventBridge retry, and the retry re-runs only what failed.
+    SNS and EventBridge retry, and the retry re-runs only what failed. The
+    deadline counts from `arrived` (`time.monotonic()` when the request came
+    in), not from now: time spent waiting for a thread is the sender's too.
     """
     if len(events) > MAX_EVENTS:
         # One delivery is one request's worth of calls: a thousand-record body is not a
@@ -107,7 +115,7 @@ def fire(
         if not matched:
             unmatched.append(event.source)
         pairs.extend((event, rule) for rule in matched)
-    fired = fanout.fire(pairs) if pairs else []
+    fired = fanout.fire(pairs, arrived=arrived) if pairs else []
     outcomes = {one.outcome for one in fired}
     if FAILED in outcomes:
         status, outcome = failed_status, FAILED
@@ -152,7 +160,9 @@ class SnsEndpoint:
         self._get = get
         self._now = now or (lambda: datetime.now(UTC))
 
-    def receive(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, *, arrived: float | None = None
+    ) -> Delivery:
         began = time.perf_counter()
         try:
             if self.allow_raw and _raw_delivery(headers):
@@ -163,7 +173,7 @@ class SnsEndpoint:
             return _refused(exc, body)
         verify_ms = (time.perf_counter() - began) * 1000
         if message["Type"] == NOTIFICATION:
-            delivery = self._notification(message)
+            delivery = self._notification(message, arrived)
         elif message["Type"] == SUBSCRIPTION_CONFIRMATION:
             delivery = self._subscription(message)
         else:
@@ -174,7 +184,7 @@ class SnsEndpoint:
         delivery.verify_ms = verify_ms
         return delivery
 
-    def _notification(self, message: Mapping[str, Any]) -> Delivery:
+    def _notification(self, message: Mapping[str, Any], arrived: float | None) -> Delivery:
         try:
             notification = parse_notification(message)
         except MalformedDelivery as exc:
@@ -184,7 +194,7 @@ class SnsEndpoint:
             return Delivery(
                 200, {"rules": []}, "unmatched", "s3-test-event", kind=S3_TEST, unmatched=["s3"]
             )
-        delivery = fire(notification.events, self.rules, self.fanout)
+        delivery = fire(notification.events, self.rules, self.fanout, arrived=arrived)
         delivery.kind = notification.kind
         return delivery
 
@@ -313,7 +323,18 @@ class EventBridgeEndpoint:
         self.fanout = fanout
         self._now = now or (lambda: datetime.now(UTC))
 
-    def receive(self, headers: Mapping[str, str], body: bytes) -> Delivery:
+    def body_check(self, headers: Mapping[str, str]) -> bool:
+        """Whether the body is worth reading: the credential is in the headers (DESIGN §14)."""
+        try:
+            self.auth.verify(headers)
+        except VerificationFailed:
+            return False
+        return True
+
+    def receive(
+        self, headers: Mapping[str, str], body: bytes, *, arrived: float | None = None
+    ) -> Delivery:
+        """The answer to one delivery; `body` may be b"" unread when the credential is wrong."""
         began = time.perf_counter()
         try:
             self.auth.verify(headers)
@@ -328,7 +349,9 @@ class EventBridgeEndpoint:
         except MalformedDelivery as exc:
             delivery = refusal("eventbridge-malformed", exc.message, exc.status)
         else:
-            delivery = fire(contents.events, self.rules, self.fanout, failed_status=503)
+            delivery = fire(
+                contents.events, self.rules, self.fanout, failed_status=503, arrived=arrived
+            )
             delivery.kind = "batch" if contents.batch else contents.events[0].source
             if not contents.batch:
                 delivery.message_id = contents.events[0].id
@@ -360,13 +383,48 @@ class GitHubEndpoint:
         self.fanout = fanout
         self._now = now or (lambda: datetime.now(UTC))
 
-    def receive(self, headers: Mapping[str, str], body: bytes) -> Delivery:
-        began = time.perf_counter()
-        delivery_id = header(headers, github.DELIVERY_HEADER)
-        if delivery_id is not None and not _GITHUB_DELIVERY.fullmatch(delivery_id):
-            delivery_id = None  # only a well-formed id reaches the log
+    def refusal_on_headers(self, headers: Mapping[str, str]) -> Delivery | None:
+        """How a delivery is refused on its headers alone (no body needed), or None.
+
+        401 `github-signature` without a well-formed `X-Hub-Signature-256`,
+        400 `github-malformed` without a well-formed `X-GitHub-Event`.
+        """
         try:
-            self.signature.verify(headers, body)
+            self.signature.check_header(headers)
+        except VerificationFailed as exc:
+            delivery = _refused(exc, None)
+            delivery.message_id = _delivery_id(headers)
+            return delivery
+        try:
+            github.check_event_header(headers)
+        except MalformedDelivery as exc:
+            return refusal("github-malformed", exc.message, 400, message_id=_delivery_id(headers))
+        return None
+
+    def body_check(self, headers: Mapping[str, str]) -> hmac.HMAC | bool:
+        """False when the headers alone refuse the delivery: its body is never read (up
+        to 25 MiB of it). Else the HMAC to compute as the body arrives (DESIGN §14)."""
+        if self.refusal_on_headers(headers) is not None:
+            return False
+        return self.signature.hasher()
+
+    def receive(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        digest: bytes | None = None,
+        arrived: float | None = None,
+    ) -> Delivery:
+        """The answer to one delivery. `digest` is the body's HMAC when it was computed as
+        the body arrived (`body_check`); `body` may be b"" unread when the headers refuse it."""
+        began = time.perf_counter()
+        refused = self.refusal_on_headers(headers)
+        if refused is not None:
+            return refused
+        delivery_id = _delivery_id(headers)
+        try:
+            self.signature.verify(headers, body, digest=digest)
         except VerificationFailed as exc:
             delivery = _refused(exc, None)
             delivery.message_id = delivery_id
@@ -384,8 +442,14 @@ class GitHubEndpoint:
             # Sent once when the webhook is created: proof the URL, secret and format are right.
             delivery = Delivery(200, {"rules": [], "pong": True}, "pong", events=1)
         else:
-            delivery = fire((event,), self.rules, self.fanout, failed_status=502)
+            delivery = fire((event,), self.rules, self.fanout, failed_status=502, arrived=arrived)
         delivery.kind = name
         delivery.message_id = event.id
         delivery.verify_ms = verify_ms
         return delivery
+
+
+def _delivery_id(headers: Mapping[str, str]) -> str | None:
+    """X-GitHub-Delivery when it is well-formed: only such an id reaches the log."""
+    delivery_id = header(headers, github.DELIVERY_HEADER)
+    return delivery_id if delivery_id and _GITHUB_DELIVERY.fullmatch(delivery_id) else None

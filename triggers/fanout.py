@@ -137,9 +137,15 @@ class Fanout:
         self._max_response_bytes = max_response_bytes
         self._call = call
 
-    def fire(self, pairs: Sequence[tuple[Event, Rule]]) -> list[Fired]:
-        """Call each pair's function (in parallel) and return one Fired per pair, in order."""
-        deadline = time.monotonic() + self.deadline
+    def fire(
+        self, pairs: Sequence[tuple[Event, Rule]], *, arrived: float | None = None
+    ) -> list[Fired]:
+        """Call each pair's function (in parallel) and return one Fired per pair, in order.
+
+        The deadline counts from `arrived` (`time.monotonic()` when the delivery
+        came in; now when not given): the sender's timeout started then.
+        """
+        deadline = (time.monotonic() if arrived is None else arrived) + self.deadline
         if len(pairs) == 1:  # the common case: no thread hand-off
             event, rule = pairs[0]
             return [self._one(event, rule, deadline)]

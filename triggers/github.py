@@ -35,6 +35,14 @@ _DELIVERY = re.compile(r"[0-9A-Za-z-]{1,64}")
 _HOOK_ID = re.compile(r"[0-9]{1,19}")
 
 
+def check_event_header(headers: Mapping[str, str]) -> str:
+    """The event's name from `X-GitHub-Event`, or MalformedDelivery; needs no body."""
+    name = header(headers, EVENT_HEADER) or ""
+    if not _EVENT_NAME.fullmatch(name):
+        raise MalformedDelivery(f"{EVENT_HEADER} header is missing or not an event name")
+    return name
+
+
 def parse_delivery(headers: Mapping[str, str], body: bytes, *, received: datetime) -> Event:
     """The event of one signed delivery; MalformedDelivery (400, or 415 form-encoded) if none."""
     content_type = (header(headers, "Content-Type") or "").split(";", 1)[0].strip().lower()
@@ -43,9 +51,7 @@ def parse_delivery(headers: Mapping[str, str], body: bytes, *, received: datetim
             "form-encoded webhook: set the webhook's Content type to application/json",
             status=415,
         )
-    name = header(headers, EVENT_HEADER) or ""
-    if not _EVENT_NAME.fullmatch(name):
-        raise MalformedDelivery(f"{EVENT_HEADER} header is missing or not an event name")
+    name = check_event_header(headers)
     delivery = header(headers, DELIVERY_HEADER) or ""
     if not _DELIVERY.fullmatch(delivery):
         raise MalformedDelivery(f"{DELIVERY_HEADER} header is missing or not a delivery id")

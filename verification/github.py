@@ -47,7 +47,11 @@ class GitHubSignature:
     def __repr__(self) -> str:
         return "GitHubSignature(secret=<hidden>)"  # never the secret, in a log or a traceback
 
-    def verify(self, headers: Mapping[str, str], body: bytes) -> None:
+    def check_header(self, headers: Mapping[str, str]) -> bytes:
+        """The digest `X-Hub-Signature-256` claims, if it is well-formed; else the refusal.
+
+        Needs no body: a server can refuse a delivery on this before reading it.
+        """
         given = header(headers, SIGNATURE_HEADER)
         if not given:
             legacy = header(headers, LEGACY_HEADER)
@@ -63,8 +67,24 @@ class GitHubSignature:
                 f"{SIGNATURE_HEADER} is not sha256=<64 hex digits>",
                 detail=f"a {len(given)}-character {SIGNATURE_HEADER}",
             )
-        expected = hmac.new(self._secret, body, hashlib.sha256).digest()
-        if not hmac.compare_digest(bytes.fromhex(digest), expected):
+        return bytes.fromhex(digest)
+
+    def hasher(self) -> hmac.HMAC:
+        """An HMAC to feed the body into as it arrives; its digest() goes to `verify`."""
+        return hmac.new(self._secret, digestmod=hashlib.sha256)
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, *, digest: bytes | None = None
+    ) -> None:
+        """Refuse unless `body` is what the webhook's secret signed.
+
+        `digest` is the body's HMAC when it was computed as the body arrived
+        (`hasher()`, the server's bridge); without it, it is computed here.
+        """
+        claimed = self.check_header(headers)
+        if digest is None:
+            digest = hmac.new(self._secret, body, hashlib.sha256).digest()
+        if not hmac.compare_digest(claimed, digest):
             raise GitHubSignatureInvalid(
                 "signature does not match the body",
                 detail="wrong webhook secret, or the body changed on the way",
