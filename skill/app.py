@@ -38,7 +38,7 @@ from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
 from skill import trace  # noqa: E402
-from skill.bridge import BODY_ERROR, BodyFailure  # noqa: E402
+from skill.bridge import ARRIVED, BODY_ERROR, BodyFailure  # noqa: E402
 from skill.envelope import (  # noqa: E402
     MAX_BODY_BYTES,
     EnvelopeSerializer,
@@ -262,6 +262,12 @@ def _refuse_unread_body() -> Response | None:
     failure: BodyFailure | None = request.environ.get(BODY_ERROR)
     if failure is None or request.endpoint == ALEXA_ENDPOINT:
         return None  # the Alexa pre-check refuses it itself, with its request record
+    log.warning(
+        "request refused before its body was read: path=%s reason=%s status=%d",
+        request.path[:200],
+        failure.error,
+        failure.status,
+    )
     return error_response(failure.error, failure.message, failure.status)
 
 
@@ -391,6 +397,7 @@ def _precheck() -> Response | None:
         return None
     g.started = time.perf_counter()
     g.record = start_record()
+    g.record.arrived = request.environ.get(ARRIVED)
     metrics().in_flight.inc()
     g.in_flight = True
     failure: BodyFailure | None = request.environ.get(BODY_ERROR)

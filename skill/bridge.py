@@ -1,15 +1,28 @@
 """The RSGI application granian serves: each request read whole under a deadline, then WSGI.
 
 granian parses HTTP in Rust and bounds the request head (its header read
-timeout) and TLS handshakes without holding a Python thread. Its WSGI
-interface, though, streams the body into the application's thread, so a
-client trickling a body holds that thread for as long as it likes (measured:
-40 such connections stop `/healthz` of 2 workers × 8 threads). This bridge
-receives the body on the worker's event loop, capped and within
+timeout, its buffer size) and TLS handshakes without holding a Python thread.
+Its WSGI interface, though, streams the body into the application's thread,
+so a client trickling a body holds that thread for as long as it likes
+(measured: 40 such connections stop `/healthz` of 2 workers × 8 threads).
+This bridge receives the body on the worker's event loop, capped and within
 `read_timeout`, and only then hands the request to a thread of a bounded
 pool that runs the Flask app. No published adapter buffers first under a
 deadline (asgiref's WsgiToAsgi buffers without one, a2wsgi streams), which
-is why these few lines exist.
+is why these few lines exist. What it also owns (DESIGN §14):
+
+- Body bytes in flight per worker have a budget (`[server]
+  max_body_bytes_in_flight`), counted as they arrive, never as a client
+  claims: a body that would exceed it waits (the client's TCP window fills)
+  within `read_timeout`, else 503. Event deliveries and everything else
+  (Alexa's path) draw on separate shares of it, so no flood of deliveries
+  can make an Alexa body wait.
+- Event deliveries run on threads of their own (`EventAdmission`); when all
+  are busy a delivery is answered 503 at once, and Alexa's threads never
+  see it.
+- A path may check the headers before the body is read (`BodyCheck`): GitHub's
+  signature and event headers, the HMAC then computed as the body arrives.
+- Every request's arrival time goes to the app, so deadlines count from it.
 
 A body that is too large, too slow or broken is not answered here: the app
 gets the request with an empty body and `BODY_ERROR` in its environ, and
@@ -20,6 +33,7 @@ refusal.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import ipaddress
@@ -27,15 +41,25 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from io import BytesIO
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("funker_dispatch")
 
 #: Environ key carrying why the body could not be read: (error code, HTTP status, message).
 BODY_ERROR = "funker_dispatch.body_error"
+#: Environ key: `time.monotonic()` when the request's head had arrived (deadlines start there).
+ARRIVED = "funker_dispatch.arrived"
+#: Environ key: the digest of the path's `BodyCheck` hash, fed with the body as it arrived.
+BODY_DIGEST = "funker_dispatch.body_digest"
+#: Environ key set when a `BodyCheck` refused the headers: the body was never read.
+BODY_UNREAD = "funker_dispatch.body_unread"
+
+#: Body bytes the requests of one worker hold at once by default (event deliveries aside).
+DEFAULT_BODY_BUDGET = 16 * 1024 * 1024
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,6 +68,11 @@ _SERVER_ERROR = (
     500,
     [("content-type", "application/json")],
     b'{"error": "internal", "message": "internal error"}',
+)
+_BUSY = (
+    503,
+    [("content-type", "application/json"), ("retry-after", "1")],
+    b'{"error": "busy", "message": "too many deliveries in progress; retry"}',
 )
 
 
@@ -60,10 +89,41 @@ class BodyFailure:
 
 TIMEOUT = BodyFailure("timeout", 408, "request body not received in time")
 BROKEN = BodyFailure("malformed", 400, "request body could not be read")
+OVER_BUDGET = BodyFailure("busy", 503, "too many request bodies in flight; retry")
+
+
+class Gauge(Protocol):
+    def inc(self, amount: float = 1, /) -> None: ...
+
+
+class BodyHash(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
+#: Per path: the request headers -> False when they alone refuse the request (the body is
+#: never read; the app answers the refusal, seeing BODY_UNREAD), True to read the body, or a
+#: hash to feed the body into as it arrives (its digest reaches the app as BODY_DIGEST).
+BodyCheck = Callable[[Any], "BodyHash | bool"]
+
+
+@dataclass(frozen=True)
+class EventAdmission:
+    """Paths whose requests run on `threads` of their own, never on Alexa's (DESIGN §14).
+
+    Their bodies draw on `body_budget` bytes of their own too. When all the
+    threads are busy a request is answered 503 at once (senders retry);
+    `refused(path)` then writes its log line and metric.
+    """
+
+    paths: frozenset[str]
+    threads: int
+    body_budget: int
+    refused: Callable[[str], None] = field(default=lambda path: None)
 
 
 class RequestBridge:
-    """Serve a WSGI app over RSGI: body first (capped, under a deadline), then a pool thread."""
+    """Serve a WSGI app over RSGI: body first (capped, budgeted, in time), then a thread."""
 
     def __init__(
         self,
@@ -73,7 +133,12 @@ class RequestBridge:
         read_timeout: float,
         body_cap: Callable[[str], int],
         forwarded_allow_ips: Sequence[str] = (),
+        body_budget: int = DEFAULT_BODY_BUDGET,
+        events: EventAdmission | None = None,
+        body_checks: Mapping[str, BodyCheck] | None = None,
+        budget_gauges: tuple[Gauge, Gauge] | None = None,
     ) -> None:
+        """`budget_gauges`: where the main lane's and the events' body bytes held are shown."""
         self.app = app
         self.threads = threads
         self.read_timeout = read_timeout
@@ -81,61 +146,137 @@ class RequestBridge:
         self.trusted: tuple[Network, ...] = tuple(
             ipaddress.ip_network(n, strict=False) for n in forwarded_allow_ips
         )
+        self.events = events
+        self.body_checks = dict(body_checks or {})
+        main_gauge, event_gauge = budget_gauges or (None, None)
+        self._main_budget = _Budget(body_budget, main_gauge)
+        self._event_budget = _Budget(events.body_budget if events else 0, event_gauge)
         self._pool: _Pool | None = None
+        self._event_pool: _Pool | None = None
+        self._events_running = 0  # touched on the event loop only: no lock
 
     # RSGI calls these in each worker process, after the fork: threads start there.
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         # uvloop where the package installs it, else asyncio's (granian's "auto").
         log.info("event loop: %s", type(loop).__module__.partition(".")[0])
-        self._pool = _Pool(self.threads, loop)
+        self._start(loop)
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()  # requests in flight finish before the worker exits
+        for pool in (self._pool, self._event_pool):
+            if pool is not None:
+                pool.shutdown()  # requests in flight finish before the worker exits
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> _Pool:
+        self._pool = _Pool(self.threads, loop, "request")
+        if self.events is not None:
+            self._event_pool = _Pool(self.events.threads, loop, "event")
+        return self._pool
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         if scope.proto != "http":
             return  # websockets are off; nothing else reaches an RSGI app
-        body, failure = await self._receive(scope, protocol)
-        if failure is None and body is None:
-            return  # the client went away mid-body: nobody to answer
-        environ = self.environ(scope, body or b"", failure)
+        arrived = time.monotonic()
         pool = self._pool
         if pool is None:  # not initialised by the server (direct use): lazily, once
-            pool = self._pool = _Pool(self.threads, asyncio.get_running_loop())
+            pool = self._start(asyncio.get_running_loop())
+        event = self.events is not None and scope.path in self.events.paths
+        if event and self._events_busy(scope.path):
+            # Refused before its body is read: the connection cannot be reused.
+            status, headers, out = _BUSY
+            protocol.response_bytes(status, [*headers, ("connection", "close")], out)
+            return
+        budget = self._event_budget if event else self._main_budget
+        body = _Body()
         try:
-            status, headers, out = await pool.run(self.call, environ)
-        except Exception:
-            log.exception("the WSGI application failed outside its own error handling")
-            status, headers, out = _SERVER_ERROR
-        if failure is not None:
+            failure = await self._receive(scope, protocol, budget, body)
+            if failure is None and body.data is None:
+                return  # the client went away mid-body: nobody to answer
+            environ = self.environ(scope, body.data or b"", failure)
+            environ[ARRIVED] = arrived
+            environ.update(body.environ)
+            if event:
+                if self._events_busy(scope.path):  # others took the threads while it arrived
+                    protocol.response_bytes(*_BUSY)
+                    return
+                status, headers, out = await self._run_event(environ)
+            else:
+                status, headers, out = await self._run(pool, environ)
+        finally:
+            budget.give(body.held)
+        if failure is not None or BODY_UNREAD in environ:
             headers = [*headers, ("connection", "close")]  # the rest of the body is not read
         protocol.response_bytes(status, headers, out)
 
-    async def _receive(self, scope: Any, protocol: Any) -> tuple[bytes | None, BodyFailure | None]:
+    def _events_busy(self, path: str) -> bool:
+        assert self.events is not None
+        if self._events_running < self.events.threads:
+            return False
+        try:
+            self.events.refused(path)
+        except Exception:  # bookkeeping must never turn an answer into a failure
+            log.exception("could not log a refused delivery")
+        return True
+
+    async def _run_event(self, environ: dict[str, Any]) -> tuple[int, list[Any], bytes]:
+        assert self._event_pool is not None
+        self._events_running += 1
+        try:
+            return await self._run(self._event_pool, environ)
+        finally:
+            self._events_running -= 1
+
+    async def _run(self, pool: _Pool, environ: dict[str, Any]) -> tuple[int, list[Any], bytes]:
+        try:
+            return await pool.run(self.call, environ)
+        except Exception:
+            log.exception("the WSGI application failed outside its own error handling")
+            return _SERVER_ERROR
+
+    async def _receive(
+        self, scope: Any, protocol: Any, budget: _Budget, body: _Body
+    ) -> BodyFailure | None:
+        """Read the body into `body` (its bytes counted against `budget` as they arrive).
+
+        Returns why it could not be read, or None; `body.data` None means the
+        client went away and nobody is left to answer.
+        """
         cap = self.body_cap(scope.path)
         length = scope.headers.get("content-length")
         if length is None and "transfer-encoding" not in scope.headers:
-            return b"", None  # no body announced (a GET): nothing to wait for
-        if length is not None and length.isdigit() and int(length) > cap:
-            # Refused on what it claims, before a byte of it is read.
-            return b"", _too_large(cap)
+            body.data = b""
+            return None  # no body announced (a GET): nothing to wait for
+        declared = int(length) if length is not None and length.isdigit() else None
+        if declared is not None and declared > cap:
+            body.data = b""
+            return _too_large(cap)  # refused on what it claims, before a byte of it is read
+        check = self.body_checks.get(scope.path)
+        verdict = check(scope.headers) if check is not None else True
+        if verdict is False:
+            body.data = b""
+            body.environ[BODY_UNREAD] = True
+            return None
+        digest = None if verdict is True else verdict
         try:
             async with asyncio.timeout(self.read_timeout):
-                if length is not None:
-                    # hyper enforces the length: one call, the common case.
-                    return await protocol(), None
-                return await _capped(protocol, cap), None
+                await _read(protocol, cap, declared, budget, body, digest)
         except TimeoutError:
-            return b"", TIMEOUT
+            body.data = b""
+            return OVER_BUDGET if body.waiting else TIMEOUT
         except _TooLarge:
-            return b"", _too_large(cap)
+            body.data = b""
+            return _too_large(cap)
         except _Broken:
-            return b"", BROKEN
+            body.data = b""
+            return BROKEN
         except Exception as exc:
             if type(exc).__name__ == "RSGIProtocolClosed":
-                return None, None
-            return b"", BROKEN  # broken chunked framing, or a reset mid-body
+                body.data = None
+                return None
+            body.data = b""
+            return BROKEN  # a reset mid-body
+        if digest is not None:
+            body.environ[BODY_DIGEST] = digest.digest()
+        return None
 
     def environ(self, scope: Any, body: bytes, failure: BodyFailure | None) -> dict[str, Any]:
         """The WSGI environ (PEP 3333) for an RSGI scope and its whole body."""
@@ -222,11 +363,11 @@ class _Pool:
     context, so nothing a previous request set on a thread leaks into it.
     """
 
-    def __init__(self, threads: int, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, threads: int, loop: asyncio.AbstractEventLoop, name: str) -> None:
         self._loop = loop
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads = [
-            threading.Thread(target=self._serve, name=f"request-{n}", daemon=True)
+            threading.Thread(target=self._serve, name=f"{name}-{n}", daemon=True)
             for n in range(threads)
         ]
         for thread in self._threads:
@@ -273,24 +414,102 @@ class _Broken(Exception):
     pass
 
 
-async def _capped(protocol: Any, cap: int) -> bytes:
-    """A body of unannounced length (chunked), read no further than `cap`.
+class _Body:
+    """A request body as it is read: its bytes, what it holds of the budget, what the app learns."""
 
-    granian's body stream does not raise on broken framing: the failed frame
-    arrives as an empty chunk and the stream then ends (with another empty
-    chunk, as every stream does). So an empty chunk that is not the last one
-    means the body broke off; the tests pin this against the real server.
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+        self.held = 0  # bytes of the budget taken for it, given back once it is answered
+        self.waiting = False  # waiting for budget (a timeout then is 503, not 408)
+        self.environ: dict[str, Any] = {}
+
+
+async def _read(
+    protocol: Any,
+    cap: int,
+    declared: int | None,
+    budget: _Budget,
+    body: _Body,
+    digest: BodyHash | None,
+) -> None:
+    """Read the body chunk by chunk, each chunk's bytes taken from `budget` before it is kept.
+
+    Counting what arrives, not what Content-Length claims, means a client
+    holds only as much of the budget as it has really sent.
+
+    granian's body stream does not raise on broken framing, and cannot tell
+    it from a chunked body's trailer fields: either arrives as an empty chunk
+    before the end (which is one more). A chunked body is therefore taken as
+    whole at its first empty chunk — trailers are valid HTTP/1.1 (RFC 9112
+    §7.1.2) and a broken body is refused by its own content (a signature, an
+    HMAC, JSON). With a Content-Length, the count decides: fewer bytes is broken.
     """
-    body = bytearray()
-    empty_before = False
+    chunks = []
+    size = 0
     async for chunk in protocol:
-        if empty_before:
-            raise _Broken
-        empty_before = not chunk
-        body += chunk
-        if len(body) > cap:
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > cap:
             raise _TooLarge
-    return bytes(body)
+        body.waiting = True
+        await budget.take(len(chunk))
+        body.waiting = False
+        body.held += len(chunk)
+        if digest is not None:
+            digest.update(chunk)
+        chunks.append(chunk)
+    if declared is not None and size != declared:
+        raise _Broken
+    body.data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Budget:
+    """Bytes a worker's request bodies may hold at once; a taker over it waits its turn.
+
+    Lives on the worker's event loop (no locks). First come, first served: a
+    large body is not starved by small ones slipping past it.
+    """
+
+    def __init__(self, total: int, gauge: Gauge | None = None) -> None:
+        self.total = total
+        self.held = 0
+        self._gauge = gauge  # the lane's funker_dispatch_body_bytes_in_flight
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def take(self, size: int) -> None:
+        if not self._waiting and self.held + size <= self.total:
+            self._hold(size)
+            return
+        entry = (size, asyncio.get_running_loop().create_future())
+        self._waiting.append(entry)
+        try:
+            await entry[1]
+        except BaseException:  # the deadline: step out of the line, or give back what came
+            if entry[1].done() and not entry[1].cancelled():
+                self._hold(-size)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(entry)
+            self._wake()
+            raise
+
+    def give(self, size: int) -> None:
+        if size:
+            self._hold(-size)
+            self._wake()
+
+    def _hold(self, size: int) -> None:
+        self.held += size
+        if self._gauge is not None:
+            self._gauge.inc(size)
+
+    def _wake(self) -> None:
+        while self._waiting and self.held + self._waiting[0][0] <= self.total:
+            size, future = self._waiting.popleft()
+            if not future.done():
+                self._hold(size)
+                future.set_result(None)
 
 
 def _too_large(cap: int) -> BodyFailure:

@@ -17,6 +17,7 @@ from flask import Flask, Response, current_app, jsonify, request
 
 from dispatch.funker import DEFAULT_MAX_RESPONSE_BYTES
 from skill import trace
+from skill.bridge import ARRIVED, BODY_DIGEST, BodyCheck, EventAdmission
 from skill.observability import log_request, metrics
 from skill.settings import Settings
 from triggers.endpoint import Delivery, EventBridgeEndpoint, GitHubEndpoint, SnsEndpoint
@@ -36,7 +37,7 @@ _CAPS = "funker_dispatch_event_caps"
 
 
 class Endpoint(Protocol):
-    def receive(self, headers: Any, body: bytes) -> Delivery: ...
+    def receive(self, headers: Any, body: bytes, **options: Any) -> Delivery: ...
 
 
 def _fanout(settings: Settings, deadline: float, max_age: float) -> Fanout:
@@ -113,6 +114,36 @@ def register(app: Flask, settings: Settings) -> None:
         )
 
 
+def admission(app: Flask) -> EventAdmission:
+    """Event deliveries' own threads and body budget, for the server's bridge (DESIGN §14)."""
+    settings: Settings = app.config["SETTINGS"]
+    return EventAdmission(
+        paths=frozenset(PATHS[trigger] for trigger in app.extensions[_STATE]),
+        threads=settings.server.event_threads,
+        body_budget=settings.server.event_body_budget,
+        refused=_refused_busy,
+    )
+
+
+def body_checks(app: Flask) -> dict[str, BodyCheck]:
+    """Per path, what the bridge checks before reading a body: EventBridge's credential and
+    GitHub's signature and event headers are in the headers, so a delivery that fails them
+    never has its body read (GitHub's may be 25 MiB); GitHub's HMAC is computed as it arrives."""
+    endpoints = app.extensions[_STATE]
+    checks: dict[str, BodyCheck] = {}
+    for trigger in ("eventbridge", "github"):
+        if trigger in endpoints:
+            checks[PATHS[trigger]] = endpoints[trigger].body_check
+    return checks
+
+
+def _refused_busy(path: str) -> None:
+    """The log line and metric of a delivery refused with 503 because every event thread is busy."""
+    trigger = next(name for name, known in PATHS.items() if known == path)
+    metrics().event_verification_failures.labels(source=trigger, reason="busy").inc()
+    log_request({"trigger": trigger, "outcome": "refused", "reason": "busy", "status": 503})
+
+
 def body_caps(settings: Settings) -> dict[str, int]:
     """The body cap of each event path that is on (SNS 320 KiB, EventBridge 1 MiB, GitHub 25)."""
     tables = {
@@ -134,7 +165,10 @@ def _view(trigger: str) -> Response:
         response.status_code = 413
         return response
     endpoint: Endpoint = current_app.extensions[_STATE][trigger]
-    delivery = endpoint.receive(request.headers, body)
+    options: dict[str, Any] = {"arrived": request.environ.get(ARRIVED)}
+    if BODY_DIGEST in request.environ:  # computed by the server's bridge as the body arrived
+        options["digest"] = request.environ[BODY_DIGEST]
+    delivery = endpoint.receive(request.headers, body, **options)
     line: dict[str, Any] | None = None
     try:
         line = observe(delivery, (time.perf_counter() - began) * 1000, trigger)

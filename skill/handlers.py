@@ -55,6 +55,7 @@ class RequestRecord:
     user_id: str | None = None  # hashed before it is logged
     device_id: str | None = None
     handled_at: float | None = None  # perf_counter when the first handler ran
+    arrived: float | None = None  # time.monotonic() when the server had the request's head
 
 
 _RECORD: ContextVar[RequestRecord | None] = ContextVar("request_record", default=None)
@@ -106,6 +107,13 @@ class Dispatcher:
         record.function = f"{route.host}:{route.port}"
         payload = _payload(route)
         timeout = min(self.deadline, route.timeout or self.deadline)
+        if record.arrived is not None:
+            # The deadline counts from arrival: Alexa's 8 s run while a request waits for
+            # a thread too, and an apology late is as lost as an answer late (DESIGN §14).
+            timeout -= time.monotonic() - record.arrived
+            if timeout <= 0:
+                detail = "no time left after waiting for a thread"
+                return self._apologise(record, locale, "deadline", detail, request_id)
         started = time.perf_counter()
         # Sent from another thread if the call outlasts its threshold; never waited for.
         pending = self.progressive.arm(route, locale, timeout) if self.progressive else None

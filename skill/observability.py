@@ -137,6 +137,13 @@ class Metrics:
             "Event deliveries refused, by endpoint and reason.",
             ["source", "reason"],
         )
+        # Robustness (§14): what request bodies hold of each lane's budget right now.
+        self.body_bytes_in_flight = Gauge(
+            "funker_dispatch_body_bytes_in_flight",
+            "Request body bytes held now, by lane (alexa: all but event deliveries).",
+            ["lane"],
+            multiprocess_mode="livesum",
+        )
         self.progressive = Counter(
             "funker_dispatch_progressive_total",
             "Progressive responses due because a function was slow, by outcome.",

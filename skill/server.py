@@ -37,6 +37,10 @@ log = logging.getLogger("funker_dispatch")
 
 #: Seconds the admin process gets to stop after the public listener has.
 ADMIN_STOP_GRACE = 5.0
+#: A request head (request line and headers) is at most this many bytes; 431 above.
+MAX_HEAD_BYTES = 64 * 1024
+#: Descriptors a worker needs besides its connections: function calls, files, the loop.
+SPARE_DESCRIPTORS = 1024
 
 
 def serve(settings: Settings) -> None:
@@ -49,6 +53,7 @@ def serve(settings: Settings) -> None:
     if not settings.skill.application_ids:
         log.warning("no [skill] application_ids: requests for ANY skill id are accepted")
     check_bindable(settings)
+    raise_open_file_limit(settings)
     metrics_dir, ours = prepare_multiprocess()  # before anything imports prometheus_client
     children: list[subprocess.Popen[bytes]] = []
     master = os.getpid()
@@ -73,10 +78,11 @@ def serve(settings: Settings) -> None:
     from skill.bridge import RequestBridge
 
     app = create_app(settings)
-    public = _bridge(RequestBridge, app, settings)
+    public = _bridge(RequestBridge, app, settings, public=True)
     if settings.server.admin_port:
         # Forked before the public listener's workers: it shares the built app.
-        admin = _start_admin(_bridge(RequestBridge, create_admin_app(app), settings), settings)
+        admin_bridge = _bridge(RequestBridge, create_admin_app(app), settings, public=False)
+        admin = _start_admin(admin_bridge, settings)
     if settings.embedded:
         _print_embedded_banner(settings)
     try:
@@ -87,15 +93,33 @@ def serve(settings: Settings) -> None:
         stop_children()
 
 
-def _bridge(cls: Any, app: Any, settings: Settings) -> Any:
+def _bridge(cls: Any, app: Any, settings: Settings, *, public: bool) -> Any:
+    """The RSGI app of a listener; on the public one, event deliveries get their own lane."""
     from skill.app import body_cap
+    from skill.observability import metrics
 
+    server = settings.server
+    held = metrics().body_bytes_in_flight
+    options: dict[str, Any] = {
+        "body_budget": server.max_body_bytes_in_flight,
+        "budget_gauges": (held.labels(lane="alexa" if public else "admin"), None),
+    }
+    if public and settings.triggers.configured:
+        from skill import events
+
+        options |= {
+            "body_budget": server.main_body_budget,
+            "events": events.admission(app),
+            "body_checks": events.body_checks(app),
+            "budget_gauges": (held.labels(lane="alexa"), held.labels(lane="events")),
+        }
     return cls(
         app,
-        threads=settings.server.threads,
-        read_timeout=settings.server.read_timeout,
+        threads=server.threads,
+        read_timeout=server.read_timeout,
         body_cap=body_cap(settings),
-        forwarded_allow_ips=settings.server.forwarded_allow_ips,
+        forwarded_allow_ips=server.forwarded_allow_ips,
+        **options,
     )
 
 
@@ -125,7 +149,15 @@ def _granian(settings: Settings, host: str, port: int, workers: int) -> Any:
         http=HTTPModes.http1,
         websockets=False,
         loop=Loops.auto,  # uvloop where it is installed (a dependency but on armv7), else asyncio
-        http1_settings=HTTP1Settings(header_read_timeout=int(server.read_timeout * 1000)),
+        http1_settings=HTTP1Settings(
+            header_read_timeout=int(server.read_timeout * 1000),
+            # hyper answers 431 to a head that outgrows its buffer: a head is held
+            # whole until parsed, so this bounds what each connection holds (DESIGN §14).
+            max_buffer_size=MAX_HEAD_BYTES // 2,
+        ),
+        # Every connection holds a permit, idle ones included; granian's default
+        # (1024 / workers) let a few hundred idle sockets stall every request.
+        backpressure=server.max_connections,
         log_level=LogLevels.info,
         log_dictconfig=_GRANIAN_LOGGING,
         log_access=server.access_log,
@@ -182,6 +214,31 @@ def stop_process(process: multiprocessing.process.BaseProcess) -> None:
     if process.is_alive():
         process.kill()
         process.join()
+
+
+def raise_open_file_limit(settings: Settings) -> None:
+    """Let every worker hold `[server] max_connections`: the soft open-file limit up to the hard.
+
+    Containers often start with a soft limit of 1024, well below what a
+    worker's connections need; past it, accept() fails until sockets close.
+    A hard limit too low to raise is said at start, with the fix.
+    """
+    import resource
+
+    needed = settings.server.max_connections + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "open-file limit %d is below [server] max_connections %d + %d: a worker holds "
+            "fewer connections than configured; raise it (ulimit -n, or the stack's ulimits)",
+            soft,
+            settings.server.max_connections,
+            SPARE_DESCRIPTORS,
+        )
 
 
 def check_bindable(settings: Settings) -> None:

@@ -70,6 +70,27 @@ class ServerSettings:
     admin_port: int | None = None  # None: the effective port + 1; 0: no admin listener
     admin_token_file: str | None = None
     admin_token: str | None = field(default=None, repr=False)  # read from admin_token_file
+    # Connections each worker holds at once, idle ones included (granian's backpressure):
+    # past it, new connections wait in the kernel's backlog until one closes (DESIGN §14).
+    max_connections: int = 4096
+    # Request body bytes each worker holds at once; event deliveries get 3/4 of it.
+    max_body_bytes_in_flight: int = 64 * 1024 * 1024
+    # Threads per worker for event deliveries, apart from the `threads` Alexa's requests use.
+    event_threads: int = 8
+
+    @property
+    def event_body_budget(self) -> int:
+        """Body bytes in flight event deliveries may hold: three quarters of the budget.
+
+        The rest is kept for Alexa's path (and anything else), so no flood of
+        deliveries can make an Alexa body wait for room (DESIGN §14).
+        """
+        return self.max_body_bytes_in_flight - self.max_body_bytes_in_flight // 4
+
+    @property
+    def main_body_budget(self) -> int:
+        """Body bytes in flight everything but event deliveries may hold (Alexa's share)."""
+        return self.max_body_bytes_in_flight - self.event_body_budget
 
 
 @dataclass(frozen=True)
@@ -307,6 +328,9 @@ SERVER_KEYS: dict[str, Parser] = {
     "admin_host": _str,
     "admin_port": _int_in(0, 65535),
     "admin_token_file": _str,
+    "max_connections": _int_in(64, 1_000_000),
+    "max_body_bytes_in_flight": _int_in(1024 * 1024, 64 * 1024**3),
+    "event_threads": _int_in(1, 256),
 }
 SKILL_KEYS: dict[str, Parser] = {
     "application_ids": _application_ids,
@@ -918,7 +942,20 @@ def triggers_from_mapping(
 
 
 def _check_triggers(settings: Settings) -> None:
-    """Rules reach an endpoint that exists; local chains are URLs some verifier can ask for."""
+    """Rules reach an endpoint that exists; local chains are URLs some verifier can ask for;
+    every endpoint's largest body fits in the share of the body budget deliveries get."""
+    budget = settings.server.max_body_bytes_in_flight
+    share = settings.server.event_body_budget
+    for name in ("sns", "eventbridge", "github"):
+        table = getattr(settings.triggers, name)
+        if table is not None and table.max_body_bytes > share:
+            raise ConfigError(
+                settings.source,
+                "server.max_body_bytes_in_flight",
+                f"{budget} leaves event deliveries {share} bytes (three quarters), less than "
+                f"one [triggers.{name}] body of max_body_bytes = {table.max_body_bytes}; "
+                "raise it or lower that",
+            )
     if settings.rules:  # imported only then: a skill without triggers never loads them
         from triggers.rules import ENDPOINT
     for name, rule in settings.rules.items():
