@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-swarm lint fuzz bench clean
+.PHONY: run test test-busy test-swarm lint fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/funker-dispatch serve
+
+# The same suite while stress-ng keeps every core, 2 GiB of memory and loopback sockets busy
+# (DESIGN §14): no verdict may depend on an idle machine. Installs stress-ng as root.
+test-busy: $(STAMP)
+	tests/busy.sh $(MAKE) test
 
 # tests/swarm needs a Docker engine and takes minutes: `make test-swarm` runs it.
 test: $(STAMP)
