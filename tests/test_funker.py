@@ -51,6 +51,11 @@ def route(port: int, host: str = "127.0.0.1", **options: Any) -> Route:
     return Route(name="TestIntent", host=host, port=port, **options)
 
 
+#: The deadline of calls and waits whose outcome is not a deadline: none that works reaches
+#: it, however loaded the machine, so no verdict races the clock (DESIGN §14).
+PATIENCE = 60.0
+
+
 def read_to_eof(conn: socket.socket) -> bytes:
     data = bytearray()
     while chunk := conn.recv(65536):
@@ -209,7 +214,7 @@ def test_bytes_payload_is_sent_as_the_very_json_it_holds():
 
         thread = threading.Thread(target=answer_once)
         thread.start()
-        assert call(route(listener.getsockname()[1]), body, timeout=5) == 1
+        assert call(route(listener.getsockname()[1]), body, timeout=PATIENCE) == 1
         thread.join(5)
     assert received == [body]  # byte for byte: no re-encoding
 
@@ -217,7 +222,7 @@ def test_bytes_payload_is_sent_as_the_very_json_it_holds():
 def test_lone_surrogate_from_alexa_reaches_the_function_as_the_same_escape(function_server):
     _, port = function_server(lambda payload: payload)
     # JSON may carry "\ud800"; UTF-8 cannot: it travels as the escape it came as.
-    assert call(route(port), {"text": "\ud800 ok"}, timeout=5) == {"text": "\ud800 ok"}
+    assert call(route(port), {"text": "\ud800 ok"}, timeout=PATIENCE) == {"text": "\ud800 ok"}
 
 
 @pytest.mark.parametrize(
@@ -234,7 +239,7 @@ def test_lone_surrogate_from_alexa_reaches_the_function_as_the_same_escape(funct
 def test_round_trip_returns_the_functions_one_json_value(function_server, payload):
     _, port = function_server(lambda value: {"echo": value})
 
-    assert call(route(port), payload, timeout=5) == {"echo": payload}
+    assert call(route(port), payload, timeout=PATIENCE) == {"echo": payload}
 
 
 def test_request_is_compact_utf8_json_ended_by_a_half_close(raw_function):
@@ -248,7 +253,7 @@ def test_request_is_compact_utf8_json_ended_by_a_half_close(raw_function):
     function = raw_function(record)
     payload = {"text": "café ☕", "n": [1, 2]}
 
-    assert call(route(function.port), payload, timeout=5) == "ok"
+    assert call(route(function.port), payload, timeout=PATIENCE) == "ok"
     assert received == ['{"text":"café ☕","n":[1,2]}'.encode()]
 
 
@@ -333,7 +338,7 @@ def test_function_down_at_first_then_up_is_answered_within_the_deadline(resolver
     thread = threading.Thread(target=come_up, daemon=True)
     thread.start()
     try:
-        answer = call(route(port, host="restarting.funker.test"), {}, timeout=5)
+        answer = call(route(port, host="restarting.funker.test"), {}, timeout=PATIENCE)
     finally:
         thread.join(5)
         listener.close()
@@ -380,7 +385,7 @@ def test_broken_answers_are_protocol_errors(raw_function, behaviour, detail):
     function = raw_function(behaviour)
 
     with pytest.raises(FunctionProtocolError, match=detail) as caught:
-        call(route(function.port), {"q": 1}, timeout=5)
+        call(route(function.port), {"q": 1}, timeout=PATIENCE)
 
     assert caught.value.kind == "protocol"
     assert function.connections == 1
@@ -391,7 +396,7 @@ def test_answer_nested_too_deeply_to_parse_is_a_protocol_error(raw_function):
     function = raw_function(answering(b"[" * 100_000 + b"]" * 100_000))
 
     with pytest.raises(FunctionProtocolError, match="nested too deeply") as caught:
-        call(route(function.port), {}, timeout=5)
+        call(route(function.port), {}, timeout=PATIENCE)
 
     assert caught.value.kind == "protocol"
 
@@ -417,7 +422,7 @@ def test_request_json_cannot_carry_is_refused_before_anything_is_sent(raw_functi
     function = raw_function(answering(b'"never asked"'))
 
     with pytest.raises(FunctionRequestUnencodable, match="cannot be encoded") as caught:
-        call(route(function.port), payload, timeout=5)
+        call(route(function.port), payload, timeout=PATIENCE)
 
     # A protocol failure by family and by reason code: the request, not the function.
     assert isinstance(caught.value, FunctionProtocolError)
@@ -430,7 +435,7 @@ def test_answer_over_the_cap_is_too_large_and_reading_stops(raw_function):
     function = raw_function(answering(json.dumps("x" * (1024 * 1024)).encode()))
 
     with pytest.raises(FunctionResponseTooLarge, match=str(256 * 1024)) as caught:
-        call(route(function.port), {}, timeout=5)
+        call(route(function.port), {}, timeout=PATIENCE)
 
     assert caught.value.kind == "too-large"
 
@@ -452,7 +457,7 @@ def test_payload_is_never_resent_to_a_route_that_is_not_idempotent(raw_function)
     function = raw_function(hang_up_once)
 
     with pytest.raises(FunctionProtocolError):
-        call(route(function.port), {"charge": 10}, timeout=5)
+        call(route(function.port), {"charge": 10}, timeout=PATIENCE)
 
     assert function.connections == 1
 
@@ -460,7 +465,7 @@ def test_payload_is_never_resent_to_a_route_that_is_not_idempotent(raw_function)
 def test_idempotent_route_is_resent_after_a_hang_up(raw_function):
     function = raw_function(hang_up_once)
 
-    assert call(route(function.port, idempotent=True), {}, timeout=5) == {"attempt": 2}
+    assert call(route(function.port, idempotent=True), {}, timeout=PATIENCE) == {"attempt": 2}
     assert function.connections == 2
 
 
@@ -474,7 +479,7 @@ def test_dnsrr_name_tries_the_next_address_when_one_refuses(raw_function, resolv
     resolver["replicas.funker.test"] = addresses("127.0.0.2", "127.0.0.3")
 
     try:
-        answer = call(route(port, host="replicas.funker.test"), {}, timeout=5)
+        answer = call(route(port, host="replicas.funker.test"), {}, timeout=PATIENCE)
     finally:
         refusing.close()
 
@@ -544,7 +549,7 @@ def test_waiting_for_a_concurrency_slot_counts_against_the_deadline(raw_function
 
 
 def test_server_runs_requests_in_parallel_one_thread_each(function_server):
-    both_in = threading.Barrier(2, timeout=5)
+    both_in = threading.Barrier(2, timeout=PATIENCE)
 
     def meet(payload: Any) -> Any:
         both_in.wait()  # only passes if two requests are in the handler at once
@@ -570,9 +575,9 @@ def test_handler_exception_gets_no_answer_so_the_caller_sees_a_failure(function_
         caplog.at_level(logging.ERROR, logger="dispatch.funker"),
         pytest.raises(FunctionProtocolError, match="closed without answering") as caught,
     ):
-        call(route(port), "boom", timeout=5)
+        call(route(port), "boom", timeout=PATIENCE)
     assert "secret detail" not in str(caught.value)  # the caller learns nothing of it
-    assert call(route(port), "again", timeout=5) == "fine"  # and the server keeps serving
+    assert call(route(port), "again", timeout=PATIENCE) == "fine"  # and the server keeps serving
     failed = [r for r in caplog.records if "handler failed" in r.getMessage()]
     assert failed and failed[0].exc_info is not None  # the author gets the traceback
 
@@ -581,7 +586,7 @@ def test_unserialisable_answer_gets_no_answer(function_server):
     _, port = function_server(lambda payload: {"when": object()})
 
     with pytest.raises(FunctionProtocolError, match="closed without answering"):
-        call(route(port), {}, timeout=5)
+        call(route(port), {}, timeout=PATIENCE)
 
 
 def send_raw(port: int, data: bytes) -> bytes:
@@ -625,7 +630,7 @@ def test_a_function_that_cannot_read_the_request_is_a_protocol_error_for_the_cal
     _, port = function_server(lambda payload: "unreachable")
 
     with pytest.raises(FunctionProtocolError):
-        call(route(port), "x" * (1024 * 1024), timeout=5)
+        call(route(port), "x" * (1024 * 1024), timeout=PATIENCE)
 
 
 def test_port_probe_is_not_a_request(function_server):
@@ -636,16 +641,16 @@ def test_port_probe_is_not_a_request(function_server):
         return payload
 
     _, port = function_server(record)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as probe:
         probe.shutdown(socket.SHUT_WR)
         assert read_to_eof(probe) == b""
 
-    assert call(route(port), "real", timeout=5) == "real"
+    assert call(route(port), "real", timeout=PATIENCE) == "real"
     assert calls == ["real"]
 
 
 # A client is "cut off" when the server closes on it; tests allow this long for that.
-LIVENESS = 10.0
+LIVENESS = 60.0
 
 
 def trickle(port: int, within: float = LIVENESS) -> bool:
@@ -654,7 +659,7 @@ def trickle(port: int, within: float = LIVENESS) -> bool:
     0.1 s between bytes is far inside any per-recv timeout: only a deadline for
     the whole request ends this. False if the connection is still open after `within`.
     """
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+    with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as conn:
         conn.settimeout(0.1)  # recv() waiting for the server's close paces the bytes
         give_up = time.monotonic() + within
         while time.monotonic() < give_up:
@@ -687,7 +692,7 @@ def test_a_client_is_answered_while_trickling_clients_hold_every_handler(functio
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         tricklers = [pool.submit(trickle, port) for _ in range(2)]
-        wait_until(lambda: server.handling == 2, 5, "both handlers to be held by tricklers")
+        wait_until(lambda: server.handling == 2, 30, "both handlers to be held by tricklers")
         # Its connection waits in the listen backlog until a trickler is cut off.
         answer = call(route(port), "well-behaved", timeout=LIVENESS)
         closed = [trickler.result() for trickler in tricklers]
@@ -718,7 +723,7 @@ def test_past_max_handlers_connections_wait_in_the_backlog_not_in_new_threads(fu
     with ThreadPoolExecutor(max_workers=3) as pool:
         answers = [pool.submit(call, route(port), n, timeout=LIVENESS * 2) for n in range(3)]
         with entered:
-            assert entered.wait_for(lambda: len(inside) >= 2, 5)
+            assert entered.wait_for(lambda: len(inside) >= 2, 30)
             # The one check for something that must not happen: a third handler running.
             assert not entered.wait_for(lambda: len(inside) > 2, 0.5)
         release.set()
@@ -728,7 +733,13 @@ def test_past_max_handlers_connections_wait_in_the_backlog_not_in_new_threads(fu
 
 
 def test_a_client_that_never_reads_the_answer_releases_its_handler(function_server):
-    server, port = function_server(lambda payload: "x" * (32 * 1024 * 1024), read_timeout=0.5)
+    started = threading.Event()
+
+    def big(payload: Any) -> str:
+        started.set()  # said by the handler itself: no poll can miss a short-lived state
+        return "x" * (32 * 1024 * 1024)
+
+    server, port = function_server(big, read_timeout=0.5)
 
     with socket.socket() as conn:
         # A tiny receive window: the answer backs up into the server's send buffer.
@@ -736,7 +747,7 @@ def test_a_client_that_never_reads_the_answer_releases_its_handler(function_serv
         conn.connect(("127.0.0.1", port))
         conn.sendall(b'"answer me"')
         conn.shutdown(socket.SHUT_WR)
-        wait_until(lambda: server.handling == 1, 5, "the handler to start answering")
+        assert started.wait(30), "the handler never ran"
         wait_until(lambda: server.handling == 0, LIVENESS, "the unread answer to be given up")
 
 
@@ -765,7 +776,7 @@ def test_shutdown_stops_serve_forever_promptly():
     server = make_server(lambda payload: payload, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    assert call(route(server.server_address[1]), "up", timeout=5) == "up"
+    assert call(route(server.server_address[1]), "up", timeout=PATIENCE) == "up"
 
     server.shutdown()
     thread.join(5)
@@ -806,7 +817,7 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path):
         child.send_signal(signal.SIGTERM)
         # Release the answer only once the function refuses new connections: it
         # is shutting down, and only the drain keeps the reply alive.
-        wait_until(lambda: not accepts(port), 10, "the listener to close")
+        wait_until(lambda: not accepts(port), 30, "the listener to close")
         child.stdin.write("release\n")
         child.stdin.flush()
         caller.join(20)

@@ -66,7 +66,7 @@ def field(item: Any, name: str) -> Any:
 
 
 def log_record(server: Embedded, request_id: str) -> dict[str, Any]:
-    wait_until(lambda: f'"request_id":"{request_id}"' in server.log(), 10, "the request log line")
+    wait_until(lambda: f'"request_id":"{request_id}"' in server.log(), 30, "the request log line")
     line = next(line for line in server.log().splitlines() if request_id in line and "{" in line)
     return json.loads(line[line.index("{") :])
 

@@ -67,7 +67,7 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_for_log(self, text: str, within: float = 5.0) -> str:
+    def wait_for_log(self, text: str, within: float = 30.0) -> str:
         wait_until(lambda: text in self.log(), within, f"log line containing {text!r}")
         return self.log()
 

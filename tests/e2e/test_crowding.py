@@ -200,7 +200,7 @@ def test_an_alexa_request_that_waited_out_its_deadline_for_a_thread_is_not_forwa
         first = pool.submit(signed, server.url, intent("WaitIntent"))
         held_function.wait_entered(1)
         second = pool.submit(signed, server.url, intent("EchoIntent"))
-        wait_until(second.running, 5, "the second request to be on its way")
+        wait_until(second.running, 30, "the second request to be on its way")
         # The scenario, not a synchronisation: the second request waits for the thread
         # fifteen times its deadline (nothing in the server can be observed meanwhile).
         threading.Event().wait(3.0)

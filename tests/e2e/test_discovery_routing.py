@@ -50,7 +50,7 @@ def test_service_appearing_with_an_intent_label_gets_routed_then_refused_when_go
             service("localhost", {"funker.intent": "DiscoveredIntent", "funker.port": str(port)})
         ]
     wait_until(
-        lambda: "Fish" in speech(signed, server, "DiscoveredIntent"), 10, "the route to appear"
+        lambda: "Fish" in speech(signed, server, "DiscoveredIntent"), 30, "the route to appear"
     )
     rows = post(server.admin_url + "/intents", b"", method="GET").json["intents"]
     assert {
@@ -62,7 +62,7 @@ def test_service_appearing_with_an_intent_label_gets_routed_then_refused_when_go
 
     with docker_api.changed:
         docker_api.services = []
-    wait_until(lambda: "Sorry" in speech(signed, server, "DiscoveredIntent"), 10, "the route to go")
+    wait_until(lambda: "Sorry" in speech(signed, server, "DiscoveredIntent"), 30, "the route to go")
     server.wait_for_log("reason=no-route")
 
 

@@ -162,7 +162,7 @@ def test_a_confirmation_for_the_development_topic_is_only_logged(embedded):
     confirmation = pki.sns_confirmation(topic=DEVELOPMENT_TOPIC, when=datetime.now(UTC))
     answer = sns_post(url, dev_ca.sign_sns(confirmation))
     assert answer.json == {"rules": [], "subscription": "logged"}
-    wait_until(lambda: "awaits confirmation" in log_path.read_text(), 5, "the logged URL")
+    wait_until(lambda: "awaits confirmation" in log_path.read_text(), 30, "the logged URL")
 
 
 def events_send(url: str, kind: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -227,4 +227,4 @@ def test_sigterm_stops_the_server_and_its_function_processes(embedded):
                 continue
         return True
 
-    wait_until(all_closed, 10, "the example functions to stop")
+    wait_until(all_closed, 30, "the example functions to stop")

@@ -128,7 +128,7 @@ def one_at_a_time_function() -> Iterator[tuple[int, Seen]]:
     port: list[int] = []
     thread = threading.Thread(target=one_at_a_time, args=(port, stop, seen), daemon=True)
     thread.start()
-    wait_until(lambda: bool(port), 5, "the one-at-a-time function to listen")
+    wait_until(lambda: bool(port), 30, "the one-at-a-time function to listen")
     yield port[0], seen
     stop.set()
     thread.join(5)
