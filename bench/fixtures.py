@@ -113,12 +113,20 @@ def clean_environ() -> dict[str, str]:
 
 @contextlib.contextmanager
 def running(
-    args: list[str], *, env: dict[str, str] | None = None, log: Path | None = None
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A child process stopped (TERM, then KILL) when the block ends."""
     output = log.open("wb") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen(
-        args, stdout=output, stderr=subprocess.STDOUT, env={**clean_environ(), **(env or {})}
+        args,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env={**clean_environ(), **(env or {})},
+        cwd=cwd,
     )
     try:
         yield process
