@@ -327,3 +327,39 @@ def event_function(
     for function in started:
         function.process.kill()
         function.process.wait()
+
+
+# --- liveness: a server that must answer while something hostile is held open ----------------
+
+#: How long a live server may take to answer in a liveness test: it answers in milliseconds, so
+#: this only bounds a starved one. Such tests' servers wait LIVENESS_READ_TIMEOUT before the
+#: failure under test would let go, far past this, so no loaded machine can blur the two.
+ANSWER_WITHIN = 10.0
+LIVENESS_READ_TIMEOUT = "30"
+
+
+def signed_launch(url: str, dev_ca: DevCA, context: ssl.SSLContext | None = None) -> dict:
+    """POST a LaunchRequest signed by the dev CA; the 200 answer's JSON (else the test fails)."""
+    body = json.dumps(envelope({"type": "LaunchRequest"})).encode()
+    request = urllib.request.Request(
+        url + "/", data=body, headers={"Content-Type": "application/json", **dev_ca.sign(body)}
+    )
+    with urllib.request.urlopen(request, timeout=ANSWER_WITHIN, context=context) as reply:
+        assert reply.status == 200
+        return json.loads(reply.read())
+
+
+def tls_server_env(tmp: Path) -> tuple[dict[str, str], ssl.SSLContext]:
+    """A server certificate from a test CA (key 0600): the serve environment, the client context."""
+    from tests import pki
+
+    root = pki.tls_root()
+    certificate = pki.server_certificate(root)
+    (tmp / "cert.pem").write_bytes(certificate.pem)
+    (tmp / "key.pem").write_bytes(certificate.key_pem)
+    (tmp / "key.pem").chmod(0o600)
+    env = {
+        "FUNKER_DISPATCH_SERVER_CERTFILE": str(tmp / "cert.pem"),
+        "FUNKER_DISPATCH_SERVER_KEYFILE": str(tmp / "key.pem"),
+    }
+    return env, ssl.create_default_context(cadata=root.pem.decode())

@@ -18,15 +18,17 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests import pki
-from tests.e2e.conftest import envelope
+from tests.e2e.conftest import (
+    ANSWER_WITHIN,
+    LIVENESS_READ_TIMEOUT,
+    signed_launch,
+    tls_server_env,
+)
 
 HELD = 40  # more than every thread of 2 workers × 8 threads, twice over
-ANSWER_WITHIN = 3.0  # a live server answers in milliseconds; this only bounds a dead one
 
 
 def _address(url: str) -> tuple[str, int]:
@@ -85,19 +87,11 @@ def healthz(url: str, context: ssl.SSLContext | None = None) -> int:
         return r.status
 
 
-def signed_launch(url: str, dev_ca, context: ssl.SSLContext | None = None) -> dict:
-    body = json.dumps(envelope({"type": "LaunchRequest"})).encode()
-    request = urllib.request.Request(
-        url + "/", data=body, headers={"Content-Type": "application/json", **dev_ca.sign(body)}
-    )
-    with urllib.request.urlopen(request, timeout=ANSWER_WITHIN, context=context) as reply:
-        assert reply.status == 200
-        return json.loads(reply.read())
-
-
 @pytest.fixture(scope="module")
 def production_shaped(start_server):
-    return start_server(workers=2)
+    return start_server(
+        workers=2, env={"FUNKER_DISPATCH_SERVER_READ_TIMEOUT": LIVENESS_READ_TIMEOUT}
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,19 +117,10 @@ def test_held_connections_cannot_keep_healthz_or_alexa_from_an_answer(
 
 @pytest.fixture(scope="module")
 def tls_server(start_server, tmp_path_factory):
-    tls_root = pki.tls_root()
-    certificate = pki.server_certificate(tls_root)
-    tmp: Path = tmp_path_factory.mktemp("slow-tls")
-    (tmp / "cert.pem").write_bytes(certificate.pem)
-    (tmp / "key.pem").write_bytes(certificate.key_pem)
-    context = ssl.create_default_context(cadata=tls_root.pem.decode())
+    env, context = tls_server_env(tmp_path_factory.mktemp("slow-tls"))
     server = start_server(
         workers=2,
-        env={
-            "FUNKER_DISPATCH_SERVER_CERTFILE": str(tmp / "cert.pem"),
-            "FUNKER_DISPATCH_SERVER_KEYFILE": str(tmp / "key.pem"),
-            "FUNKER_DISPATCH_SERVER_READ_TIMEOUT": "2",
-        },
+        env={**env, "FUNKER_DISPATCH_SERVER_READ_TIMEOUT": "2"},
         scheme="https",
         ssl_context=context,
     )
