@@ -229,17 +229,17 @@ def test_an_unsigned_ping_is_refused(functions):
     assert (delivery.status, delivery.body["error"]) == (401, "github-signature")
 
 
-def test_form_encoded_is_415_and_malformed_is_400(functions):
+def test_form_encoded_runs_its_payload_signed_over_the_raw_form_and_malformed_is_400(functions):
     catch_all = functions["all"] = RecordingFunction()
     target = github({"all": at(catch_all, source="github")})
-    form = post_github(
-        target, b"payload=%7B%7D", **{"Content-Type": "application/x-www-form-urlencoded"}
-    )
-    assert (form.status, form.body["error"]) == (415, "github-content-type")
-    assert "application/json" in form.body["message"]
+    form_body = b"payload=%7B%22zen%22%3A%22Keep+it+logically+awesome.%22%7D"
+    form = post_github(target, form_body, **{"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status == 200, form.body
+    (received,) = catch_all.payloads()
+    assert received["event"] == {"zen": "Keep it logically awesome."}
     broken = post_github(target, b"[1]")
     assert (broken.status, broken.body["error"]) == (400, "github-malformed")
-    assert catch_all.payloads() == []
+    assert len(catch_all.payloads()) == 1
 
 
 def test_a_refused_delivery_keeps_only_a_well_formed_delivery_id_for_the_log(functions):

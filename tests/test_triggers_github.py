@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -52,12 +54,47 @@ def test_events_without_a_ref_or_repository_match_empty_strings_and_hook_id_is_o
     assert event.attributes["hook_id"] is None
 
 
-def test_a_form_encoded_delivery_is_415_naming_the_setting():
-    headers = {**HEADERS, "Content-Type": "application/x-www-form-urlencoded"}
+def form_encoded(document: object) -> bytes:
+    """A body as GitHub sends it with the webhook's default content type (form)."""
+    return urlencode({"payload": json.dumps(document)}).encode("ascii")
+
+
+FORM = {**HEADERS, "Content-Type": "application/x-www-form-urlencoded"}
+GITHUB_EVENTS = json.loads((Path(__file__).parent / "fixtures/github/event-names.json").read_text())
+
+
+@pytest.mark.parametrize("name", GITHUB_EVENTS["events"])
+@pytest.mark.parametrize("content_type", ["json", "form"])
+def test_every_event_github_sends_is_read_in_both_of_its_content_types(name, content_type):
+    # Form is a new webhook's default (the REST API's content_type defaults to "form").
+    headers = {**(FORM if content_type == "form" else HEADERS), "X-GitHub-Event": name}
+    body = form_encoded(PUSH) if content_type == "form" else json.dumps(PUSH).encode()
+    event = parse(headers, body)
+    assert event.attributes["event"] == name and event.event == PUSH
+    assert event.match["repository"] == "acme/site"
+
+
+def test_a_form_encoded_payload_is_the_json_of_its_payload_field_exactly():
+    document = {"ref": "refs/heads/main", "note": "café & tea + 100% = ok"}
+    assert parse(FORM, form_encoded(document)).event == document
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"", "payload"),
+        (b"other=1", "payload"),
+        (b"payload=%7B%7D&payload=%7B%7D", "payload"),
+        (b"payload=%ZZ", "not JSON"),  # a bad escape stays as it is: not JSON then
+        (b"payload=%FF", "payload"),
+        (b"payload=%7B", "not JSON"),
+        (b"payload=%5B%5D", "not a JSON object"),
+    ],
+)
+def test_a_form_body_without_one_json_object_in_its_payload_field_is_malformed(body, says):
     with pytest.raises(MalformedDelivery) as error:
-        parse(headers, b"payload=%7B%7D")
-    assert error.value.status == 415
-    assert "application/json" in error.value.message
+        parse(FORM, body)
+    assert says in error.value.message and error.value.status == 400
 
 
 @pytest.mark.parametrize(

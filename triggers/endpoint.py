@@ -362,9 +362,9 @@ class EventBridgeEndpoint:
 class GitHubEndpoint:
     """`POST /events/github`: the webhook's signature, then the event its headers name.
 
-    Answers: 401 `github-signature` unsigned or badly signed; 415
-    `github-content-type` for a form-encoded webhook; 400 `github-malformed`
-    for what GitHub never sends; a `ping` gets `{"rules": [], "pong": true}`
+    Answers: 401 `github-signature` unsigned or badly signed; 400
+    `github-malformed` for what GitHub never sends (either content type,
+    JSON or form, is read); a `ping` gets `{"rules": [], "pong": true}`
     and runs nothing; else the rules' outcomes, 200, or 502 when any failed:
     GitHub never retries, so the delivery must show failed in its UI, where
     it can be redelivered by hand (and that re-runs only what failed).
@@ -433,8 +433,7 @@ class GitHubEndpoint:
         try:
             event = github.parse_delivery(headers, body, received=self._now())
         except MalformedDelivery as exc:
-            reason = "github-content-type" if exc.status == 415 else "github-malformed"
-            delivery = refusal(reason, exc.message, exc.status, message_id=delivery_id)
+            delivery = refusal("github-malformed", exc.message, exc.status, message_id=delivery_id)
             delivery.verify_ms = verify_ms
             return delivery
         name = event.attributes["event"]

@@ -9,6 +9,7 @@ import json
 import socket
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -138,13 +139,15 @@ def test_ping_is_answered_pong_and_dispatched_nowhere(server, functions):
     assert sent["X-GitHub-Delivery"] not in functions["audit"].ids()
 
 
-def test_a_form_encoded_delivery_is_415_telling_to_choose_json(server, functions):
-    body = b"payload=" + push().replace(b" ", b"+")
+def test_a_form_encoded_delivery_githubs_default_reaches_its_rules(server, functions):
+    # A new webhook's content type is form unless changed: its deliveries must not be lost.
+    body = urlencode({"payload": push().decode()}).encode()
     sent = headers(body, **{"Content-Type": "application/x-www-form-urlencoded"})
     answer = deliver(server, body, sent)
-    assert (answer.status, answer.json["error"]) == (415, "github-content-type")
-    assert "application/json" in answer.json["message"]
-    assert sent["X-GitHub-Delivery"] not in functions["audit"].ids()
+    assert answer.status == 200, answer.body
+    assert sent["X-GitHub-Delivery"] in functions["deploys"].ids()
+    (received,) = [p for p in functions["audit"].payloads() if p["id"] == sent["X-GitHub-Delivery"]]
+    assert received["event"] == json.loads(push())
 
 
 def test_a_failure_is_502_naming_the_rule_and_a_redelivery_reruns_only_it(server, functions):
