@@ -54,10 +54,51 @@ def test_the_s3_payload_carries_the_record_the_decoded_key_and_the_sns_attribute
             "topic": pki.SNS_TOPIC,
             "subject": "S3",
             "message_id": "m-1",
-            "message_attributes": {"team": "web"},
+            "message_attributes": {"team": {"Type": "String", "Value": "web"}},
         },
         "s3": {"bucket": "photos", "key": "holiday/red flower.jpg"},
     }
+
+
+# As SNS sends them over HTTP/S: the type tells a function how to read the value.
+TYPED_ATTRIBUTES = {
+    "team": {"Type": "String", "Value": "web"},
+    "priority": {"Type": "Number", "Value": "3.5"},
+    "token": {"Type": "Binary", "Value": "AAECAw=="},
+    "tags": {"Type": "String.Array", "Value": '["a", "b"]'},
+}
+
+
+def test_message_attributes_reach_the_function_exactly_as_sns_sends_them():
+    message = notification("plain text", message_id="m-attr")
+    message["MessageAttributes"] = TYPED_ATTRIBUTES
+    (event,) = parse_notification(message).events
+    assert event.attributes["message_attributes"] == TYPED_ATTRIBUTES
+
+
+def test_lambda_powertools_reads_the_attributes_a_function_receives():
+    # What function authors already use for SNS (aws-lambda-powertools' data classes).
+    from aws_lambda_powertools.utilities.data_classes.sns_event import SNSMessage
+
+    message = notification("plain text", message_id="m-pt")
+    message["MessageAttributes"] = TYPED_ATTRIBUTES
+    (event,) = parse_notification(message).events
+    received = payload(event, "any")["attributes"]["message_attributes"]
+    read = SNSMessage({"MessageAttributes": received}).message_attributes
+    assert (read["priority"].get_type, read["priority"].value) == ("Number", "3.5")
+    assert (read["token"].get_type, read["token"].value) == ("Binary", "AAECAw==")
+
+
+def test_an_attribute_sns_never_sends_is_left_out_not_guessed():
+    message = notification("plain text", message_id="m-odd")
+    message["MessageAttributes"] = {
+        "ok": {"Type": "String", "Value": "v"},
+        "no-type": {"Value": "v"},
+        "not-text": {"Type": "Number", "Value": 3},
+        "flat": "v",
+    }
+    (event,) = parse_notification(message).events
+    assert event.attributes["message_attributes"] == {"ok": {"Type": "String", "Value": "v"}}
 
 
 def test_only_s3_records_become_s3_events_and_keep_their_index():

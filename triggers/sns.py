@@ -130,12 +130,20 @@ def _json(message: str) -> Any:
         return message
 
 
-def _message_attributes(attributes: Any) -> dict[str, Any]:
-    """SNS MessageAttributes (`{name: {"Type", "Value"}}`) as `{name: value}`."""
+def _message_attributes(attributes: Any) -> dict[str, dict[str, str]]:
+    """SNS MessageAttributes exactly as SNS sends them: `{name: {"Type", "Value"}}`.
+
+    The type is kept: it is how a function tells String, Number and Binary
+    (base64) apart, and what AWS's SDKs and Lambda Powertools' data classes
+    read. An entry that is not a Type and a Value, both text, is not SNS's.
+    """
     if not isinstance(attributes, dict):
         return {}
-    flat = {}
+    typed = {}
     for name, attribute in attributes.items():
-        if isinstance(attribute, dict) and "Value" in attribute:
-            flat[name] = attribute["Value"]
-    return flat
+        if not isinstance(attribute, dict):
+            continue
+        kind, value = attribute.get("Type"), attribute.get("Value")
+        if isinstance(kind, str) and isinstance(value, str):
+            typed[name] = {"Type": kind, "Value": value}
+    return typed
