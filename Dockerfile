@@ -56,7 +56,7 @@ RUN apt-get update \
 # hadolint ignore=DL3006
 FROM toolchain-${TARGETARCH}${TARGETVARIANT} AS builder
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY skill/ skill/
 COPY dispatch/ dispatch/
 COPY verification/ verification/

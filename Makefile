@@ -6,12 +6,23 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test test-busy test-swarm lint fuzz bench clean
 
-$(STAMP): pyproject.toml
+# The interpreter .venv was made with: `make run PYTHON=python3.12` remakes it with that one.
+INTERPRETER := $(VENV)/.interpreter
+
+$(STAMP): pyproject.toml $(INTERPRETER)
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python >= 3.11 is needed")'
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv --clear $(VENV)
+	echo '$(PYTHON)' > $(INTERPRETER)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
+
+# Rewritten (so newer than the stamp) only when PYTHON names another interpreter.
+$(INTERPRETER): FORCE
+	@mkdir -p $(VENV)
+	@echo '$(PYTHON)' | cmp -s - $@ || echo '$(PYTHON)' > $@
+
+FORCE:
 
 run: $(STAMP)
 	$(BIN)/funker-dispatch serve

@@ -248,6 +248,19 @@ def test_the_wheel_is_built_from_every_package_the_distribution_ships():
     assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"
 
 
+def test_the_license_is_an_spdx_expression_and_its_file_ships_in_every_wheel():
+    # A TOML table here made setuptools print a deprecation warning three times per
+    # install and Docker build; the file itself must reach the wheel the image installs.
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    assert "MIT License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
+    copied = " ".join(i.arguments for i in instructions(DOCKERFILE) if i.keyword == "COPY")
+    assert "LICENSE" in copied.split()
+
+
 def test_every_platform_of_the_build_command_has_a_toolchain_stage():
     header = DOCKERFILE.read_text(encoding="utf-8")
     platforms = re.search(r"--platform (\S+)", header)
