@@ -101,3 +101,23 @@ def test_intents_probe_resolves_each_host_without_connecting(tmp_path: Path):
     assert "connects" not in rows["SpaceCountIntent"]
     assert rows["GoneIntent"]["resolves"] is False
     assert rows["GoneIntent"]["error"]
+
+
+def _every_parser(parser):
+    """A parser and every subcommand's, depth first."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _every_parser(sub)
+
+
+def test_no_help_text_cites_a_document_users_do_not_have():
+    # "DESIGN §11" pointed at the project's internal contract, which is not shipped.
+    from skill.cli import build_parser
+
+    for parser in _every_parser(build_parser()):
+        text = parser.format_help()
+        assert "DESIGN" not in text and "§" not in text, parser.prog

@@ -12,7 +12,7 @@ put there:
     events send cloudwatch --alarm HighCPU --state ALARM
     events send sns --message "deploy finished" --subject Deploy
     events send --file recorded.json     # a recorded message, re-stamped and re-signed
-    events send --confirm                # a SubscriptionConfirmation for --topic
+    events send --confirm                # a SubscriptionConfirmation for --topic (s3 --confirm too)
 
 EventBridge, a DynamoDB Pipe and GitHub (`skill/devtools/eventsamples.py`), with the
 credentials of the configuration the endpoint runs (`--config`):
@@ -58,7 +58,9 @@ STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
 
 def add_parser(commands: Any, timeout_flag: Any) -> None:
     """`events send` on the command line (called by skill/cli.py)."""
-    events = commands.add_parser("events", help="event trigger tools (DESIGN §11)")
+    events = commands.add_parser(
+        "events", help="event trigger tools: send a realistic SNS, EventBridge or GitHub delivery"
+    )
     events_commands = events.add_subparsers(dest="events_command", metavar="COMMAND")
     send = events_commands.add_parser(
         "send",
@@ -93,7 +95,9 @@ def add_parser(commands: Any, timeout_flag: Any) -> None:
         "--file", metavar="F", help="send a recorded SNS message (JSON), re-stamped and re-signed"
     )
     send.add_argument(
-        "--confirm", action="store_true", help="send a SubscriptionConfirmation for --topic"
+        "--confirm",
+        action="store_true",
+        help="send a SubscriptionConfirmation for --topic (alone, or after s3, cloudwatch, sns)",
     )
     send.add_argument(
         "--signature-version", choices=("1", "2"), default="2", help="SNS SignatureVersion"
@@ -137,9 +141,12 @@ def _webhook_flags(send: Any) -> None:
 def send_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.events_command is None:
         parser.parse_args(["events", "--help"])
-    chosen = [bool(args.kind), bool(args.file), bool(args.confirm)]
-    if sum(chosen) != 1:
-        parser.error(f"events send: give a KIND ({', '.join(KINDS)}), or one of --file, --confirm")
+    if args.file and args.confirm:
+        parser.error("events send: one of --file and --confirm, not both")
+    if (args.file or args.confirm) and args.kind in ENDPOINTS:
+        parser.error(f"events send: --confirm and --file are for SNS ({', '.join(SNS_KINDS)})")
+    if not (args.kind or args.file or args.confirm):
+        parser.error(f"events send: give a KIND ({', '.join(KINDS)}), or --file or --confirm")
     if args.event is None and args.kind in EVENT_DEFAULTS:
         args.event = EVENT_DEFAULTS[args.kind]
     if args.kind in ENDPOINTS:

@@ -179,9 +179,26 @@ def test_confirm_sends_a_subscription_confirmation(server, home):
     server.wait_for_log("awaits confirmation")
 
 
-def test_kind_file_and_confirm_exclude_each_other(server, home):
-    done = send(server, "s3", "--confirm", home=home)
-    assert done.returncode == 2 and "give a KIND" in done.stderr
+@pytest.mark.parametrize("kind", ["s3", "cloudwatch", "sns"])
+def test_confirm_with_an_sns_kind_sends_the_confirmation_of_that_endpoint(server, home, kind):
+    # Listed among the SNS kinds' options, so a user writes it after one.
+    done = send(server, kind, "--confirm", "--url", url(server), home=home)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "SubscriptionConfirmation" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["github", "--confirm"], "--confirm and --file are for SNS"),
+        (["eventbridge", "--file", "x.json"], "--confirm and --file are for SNS"),
+        (["--confirm", "--file", "x.json"], "one of --file and --confirm"),
+        ([], "give a KIND"),
+    ],
+)
+def test_what_cannot_go_together_is_a_usage_error(server, home, args, says):
+    done = send(server, *args, home=home)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
 
 
 def test_a_file_that_is_not_an_sns_message_is_one_line(server, home, tmp_path):
