@@ -234,8 +234,9 @@ def show_intents(settings: Settings, *, as_json: bool, probe: bool = False) -> i
     if as_json:
         print(json.dumps({"intents": rows}, indent=2))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from skill.terminal import console
 
     columns = ["intent / request type", "host", "port", "source"]
     if probe:
@@ -255,7 +256,7 @@ def show_intents(settings: Settings, *, as_json: bool, probe: bool = False) -> i
                 row.get("error", ""),
             ]
         table.add_row(*cells)
-    Console().print(table)
+    console().print(table)
     return 0
 
 

@@ -14,7 +14,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # rich is the tools' library; the server imports this module without it
+    from rich.console import Console
     from rich.text import Text
+
+#: Columns a tool's output may take when it goes to a file or a pipe: rich would assume 80
+#: and cut tables there ("…"); a pipe to grep or a CI log has no width at all.
+UNLIMITED_WIDTH = 10_000
 
 # C0 but newline and tab, DEL, C1 (8-bit CSI, OSC... are C1 code points).
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -50,3 +55,23 @@ def json_text(value: Any) -> str:
     """
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return _JSON_RAW.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def console(**options: Any) -> Console:
+    """A rich Console for a tool's output: its terminal's width, or no limit when piped."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    stream = options.get("file") or (sys.stderr if options.get("stderr") else sys.stdout)
+    if not os.environ.get("COLUMNS") and not _is_terminal(stream):
+        options.setdefault("width", UNLIMITED_WIDTH)
+    return Console(**options)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False

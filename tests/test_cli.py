@@ -121,3 +121,20 @@ def test_no_help_text_cites_a_document_users_do_not_have():
     for parser in _every_parser(build_parser()):
         text = parser.format_help()
         assert "DESIGN" not in text and "§" not in text, parser.prog
+
+
+def test_tables_piped_to_a_file_or_grep_are_not_cut_to_80_columns(tmp_path: Path):
+    # Rich assumes 80 columns when stdout is no terminal: a long host lost its end.
+    host = "a-function-service-with-a-long-name." + "stack-" * 8 + "internal"
+    config = tmp_path / "dispatch.toml"
+    config.write_text(f'[intents.SpaceCountIntent]\nhost = "{host}"\n')
+    env_columns = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "skill.cli", "intents", "--probe", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in env_columns.items() if not k.startswith("FUNKER_DISPATCH_")},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert host in result.stdout and "…" not in result.stdout

@@ -287,10 +287,10 @@ def _speech_problem(speech: Any) -> str | None:
 
 def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     """The table of results; 1 when a check failed. The endpoint's words are cells as `Text`."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from skill.terminal import console as tool_console
     from skill.terminal import plain
 
     styles = {PASS: "green", FAIL: "bold red", NOT_ISOLATED: "yellow", NOT_RUN: "dim"}
@@ -308,7 +308,7 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
             Text(result.verdict, style=style),
             plain(result.detail),
         )
-    console = Console(file=sys.stdout, highlight=False)
+    console = tool_console(file=sys.stdout, highlight=False)
     console.print(table)
     failed = sum(1 for r in results if r.verdict == FAIL)
     counts = {v: sum(1 for r in results if r.verdict == v) for v in styles}

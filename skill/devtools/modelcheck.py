@@ -356,11 +356,12 @@ def print_report(report: Report) -> int:
     """Print findings (or the summary table when there are no errors); the exit code."""
     import sys
 
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)  # one finding a line, for grep
+    from skill.terminal import console
+
+    err = console(stderr=True, highlight=False, soft_wrap=True)  # one finding a line, for grep
     for finding in report.findings:
         style = "red" if finding.level == "error" else "yellow"
         err.print(
@@ -385,7 +386,7 @@ def print_report(report: Report) -> int:
         counts = [str(m.intents[name]) if name in m.intents else "-" for m in report.models]
         route = report.routes.get(name, "built-in" if name.startswith("AMAZON.") else "-")
         table.add_row(name, *counts, route)
-    out = Console(file=sys.stdout)
+    out = console(file=sys.stdout)
     out.print(table)
     invocations = ", ".join(f"{m.locale}: {m.invocation_name!r}" for m in report.models)
     out.print(f"invocation names: {invocations}")
