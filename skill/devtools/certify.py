@@ -179,7 +179,8 @@ class Certifier:
         body = self._body(skill_id=wrong_id)
         checks.append(Negative("wrong skill id", body, dict(self.sign(body)), True))
         body = self._body()[:-7]  # cut mid-structure: not JSON any more
-        checks.append(Negative("malformed JSON", body, dict(self.sign(body)), False))
+        # Signed, so its 400 proves the JSON was refused only where the signature was checked.
+        checks.append(Negative("malformed JSON", body, dict(self.sign(body)), True))
         return checks
 
     def _refused(self, check: Negative, trusts: bool) -> Result:
