@@ -202,18 +202,56 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _routing_rows(settings: Settings, *, probe: bool = False) -> list[dict[str, Any]]:
+    """The routing table: the running server's own when its functions' ports are its to pick."""
     from dispatch.discovery import DiscoveringRouter
     from dispatch.probe import probe_router
     from skill.app import build_router, model_intents
     from skill.models import load_models
 
+    if settings.functions:
+        running = running_table(settings, probe=probe)
+        if running is not None:
+            return running
     models = load_models(settings.skill.models_dir)
     router = build_router(settings, models)
     if isinstance(router, DiscoveringRouter):
         router.discovery.refresh()  # one listing; the server refreshes in the background
     if probe:
-        return probe_router(router, model_intents(models), timeout=1.0)
-    return router.table(model_intents(models))
+        rows = probe_router(router, model_intents(models), timeout=1.0)
+    else:
+        rows = router.table(model_intents(models))
+    local = local_ports(settings)
+    for row in rows:
+        if row["host"] == "127.0.0.1" and row["port"] in local:
+            row["port"] = None  # `serve` picks it at start; this process cannot know it
+    return rows
+
+
+def local_ports(settings: Settings) -> set[int]:
+    """The ports this load of the settings gave the functions `serve` starts: not the server's."""
+    return {function.port for function in settings.functions}
+
+
+def running_table(settings: Settings, *, probe: bool = False) -> list[dict[str, Any]] | None:
+    """The routing table of the server running these settings (its admin listener's
+    /intents), or None when none answers on loopback."""
+    import urllib.error
+    import urllib.request
+
+    server = settings.server
+    if not server.admin_port or server.admin_host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    host = f"[{server.admin_host}]" if ":" in server.admin_host else server.admin_host
+    url = f"http://{host}:{server.admin_port}/intents" + ("?probe=1" if probe else "")
+    request = urllib.request.Request(url)
+    if server.admin_token:
+        request.add_header("Authorization", f"Bearer {server.admin_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5 if probe else 1) as answer:
+            rows = json.loads(answer.read(1024 * 1024))["intents"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rows if isinstance(rows, list) else None
 
 
 def check(settings: Settings) -> int:
@@ -243,7 +281,8 @@ def show_intents(settings: Settings, *, as_json: bool, probe: bool = False) -> i
         columns += ["resolves", "addresses", "resolve ms", "connect", "error"]
     table = Table(*columns)
     for row in rows:
-        cells = [row["name"], row["host"], str(row["port"]), row["source"]]
+        port = "assigned at start" if row["port"] is None else str(row["port"])
+        cells = [row["name"], row["host"], port, row["source"]]
         if probe:
             connect = "–"
             if "connects" in row:
@@ -272,7 +311,24 @@ def models_check(settings: Settings, directory: str | None) -> int:
         function_port=settings.dispatch.function_port,
     )
     chosen = Path(directory) if directory else settings.skill.models_dir
-    return print_report(check_models(chosen, router))
+    return print_report(check_models(chosen, router, describe=_route_label(settings)))
+
+
+def _route_label(settings: Settings) -> Any:
+    """How `models check` names a route: the running server's port for a function it started,
+    or "assigned at start" when no server runs (this process cannot know it)."""
+    if not settings.functions:
+        return None
+    local = local_ports(settings)
+    running = {row["name"]: row["port"] for row in running_table(settings) or []}
+
+    def label(name: str, host: str, port: int, source: str) -> str:
+        if host == "127.0.0.1" and port in local:
+            shown = running.get(name) or "assigned at start"
+            return f"{host}:{shown} ({source})"
+        return f"{host}:{port} ({source})"
+
+    return label
 
 
 def talk(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,17 @@ class Report:
         return [f for f in self.findings if f.level == "warning"]
 
 
-def check_models(directory: Path | None, router: Router) -> Report:
-    """Check every `interactionModels/custom/<locale>.json` under the skill package."""
+#: How a route is shown: (intent, host, port, source) -> text.
+Describe = Callable[[str, str, int, str], str]
+
+
+def check_models(
+    directory: Path | None, router: Router, *, describe: Describe | None = None
+) -> Report:
+    """Check every `interactionModels/custom/<locale>.json` under the skill package.
+
+    `describe` names each route in the report (default host:port and its source).
+    """
     directory = DEFAULT_MODELS if directory is None else directory
     report = Report()
     folder = directory / "interactionModels" / "custom"
@@ -102,7 +111,7 @@ def check_models(directory: Path | None, router: Router) -> Report:
         report.findings.append(Finding("error", str(folder), "no interaction models (*.json)"))
         return report
     for path in paths:
-        _check_file(path, router, report)
+        _check_file(path, router, report, describe or _host_port)
     modelled = {name for model in report.models for name in model.intents}
     for name in router.routes:
         if is_custom_intent(name) and name not in modelled:
@@ -112,7 +121,7 @@ def check_models(directory: Path | None, router: Router) -> Report:
     return report
 
 
-def _check_file(path: Path, router: Router, report: Report) -> None:
+def _check_file(path: Path, router: Router, report: Report, describe: Describe) -> None:
     file = _display(path)
     findings = report.findings
 
@@ -189,7 +198,7 @@ def _check_file(path: Path, router: Router, report: Report) -> None:
     for required in REQUIRED_BUILT_INS:
         if required not in summary.intents:
             error(f"required built-in intent {required} is missing")
-    _check_routes(summary, router, report, error)
+    _check_routes(summary, router, report, error, describe)
     report.models.append(summary)
 
 
@@ -318,12 +327,14 @@ def _check_sample(intent: str, sample: str, slots: Mapping[str, str], error: Any
     return used
 
 
-def _check_routes(summary: ModelSummary, router: Router, report: Report, error: Any) -> None:
+def _check_routes(
+    summary: ModelSummary, router: Router, report: Report, error: Any, describe: Describe
+) -> None:
     for intent in summary.intents:
         if intent.startswith("AMAZON."):
             if router.has_route(intent):
                 route = router.resolve(intent)
-                report.routes[intent] = f"{route.host}:{route.port} ({route.source})"
+                report.routes[intent] = describe(intent, route.host, route.port, route.source)
             continue
         try:
             route = router.resolve(intent)
@@ -334,7 +345,11 @@ def _check_routes(summary: ModelSummary, router: Router, report: Report, error: 
                 intent,
             )
             continue
-        report.routes[intent] = f"{route.host}:{route.port} ({route.source})"
+        report.routes[intent] = describe(intent, route.host, route.port, route.source)
+
+
+def _host_port(intent: str, host: str, port: int, source: str) -> str:
+    return f"{host}:{port} ({source})"
 
 
 def _get(value: Any, *keys: str) -> Any:

@@ -25,10 +25,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "events"
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory):
+def embedded_environment(tmp_path_factory) -> dict[str, str]:
+    """The environment the embedded default's server runs in; its tools need the same."""
     home = tmp_path_factory.mktemp("home")
-    port = free_port()
-    log_path = home / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
     env["FUNKER_DISPATCH_HOME"] = str(home)
     # Not port + 1: on a busy machine that port may be some other test's.
@@ -38,6 +37,15 @@ def embedded(tmp_path_factory):
     # never leave the machine. tests/e2e/test_progressive.py shows them, on loopback.
     env["FUNKER_DISPATCH_PROGRESSIVE_AFTER"] = "0"
     env["SPACECOUNT_DELAY"] = "0"
+    return env
+
+
+@pytest.fixture(scope="module")
+def embedded(embedded_environment):
+    env = embedded_environment
+    home = Path(env["FUNKER_DISPATCH_HOME"])
+    port = free_port()
+    log_path = home / "server.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
         stdout=log_path.open("wb"),
@@ -207,6 +215,40 @@ def test_the_banner_names_the_webhook_endpoints(embedded):
     url, _, log_path, _ = embedded
     text = log_path.read_text()
     assert f"POST {url}/events/eventbridge" in text and f"POST {url}/events/github" in text
+
+
+def tool(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "skill.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_intents_and_models_check_show_the_running_servers_function_ports(
+    embedded, embedded_environment
+):
+    # Each process that loads the embedded default picks its own free ports: the tools
+    # printed ports nobody listened on. They ask the running server instead.
+    _, _, log_path, _ = embedded
+    env = embedded_environment
+    listed = json.loads(tool("intents", "--json", env=env).stdout)["intents"]
+    ports = {row["name"]: row["port"] for row in listed}
+    assert set(function_ports(log_path)) >= {ports["SpaceCountIntent"], ports["HelloIntent"]}
+    checked = tool("models", "check", env=env).stdout
+    assert f"127.0.0.1:{ports['SpaceCountIntent']} (config)" in checked
+
+
+def test_without_a_running_server_the_tools_say_the_ports_are_assigned_at_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
+    env["FUNKER_DISPATCH_SERVER_ADMIN_PORT"] = str(free_port())  # nothing listens there
+    env["FUNKER_DISPATCH_HOME"] = str(tmp_path)
+    listed = json.loads(tool("intents", "--json", env=env).stdout)["intents"]
+    assert {row["port"] for row in listed if row["host"] == "127.0.0.1"} == {None}
+    assert "assigned at start" in tool("intents", env=env).stdout
+    assert "127.0.0.1:assigned at start (config)" in tool("models", "check", env=env).stdout
 
 
 def test_sigterm_stops_the_server_and_its_function_processes(embedded):
