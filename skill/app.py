@@ -129,7 +129,7 @@ def create_app(settings: Settings) -> Flask:
     examples = examples_by_locale(models, _reachable(router, models))
 
     builder = SkillBuilder()
-    for handler in request_handlers(dispatcher, examples):
+    for handler in request_handlers(dispatcher, examples, models):
         builder.add_request_handler(handler)
     builder.add_exception_handler(ApologyExceptionHandler())
     skill = builder.create()

@@ -19,12 +19,21 @@ from ask_sdk_core.dispatch_components import (  # noqa: E402
 )
 from ask_sdk_core.handler_input import HandlerInput  # noqa: E402
 from ask_sdk_model import IntentRequest, Response  # noqa: E402
+from ask_sdk_model.canfulfill import (  # noqa: E402
+    CanFulfillIntent,
+    CanFulfillIntentValues,
+    CanFulfillSlot,
+    CanFulfillSlotValues,
+    CanUnderstandSlotValues,
+)
 
 from dispatch import funker  # noqa: E402
 from dispatch.registry import NoRoute, Route, Router  # noqa: E402
 from dispatch.responses import Reply, ReplyError, apology, escape_speech, to_reply  # noqa: E402
+from skill.canfulfill import can_fulfill, refusal  # noqa: E402
 from skill.envelope import raw_body, raw_envelope  # noqa: E402
 from skill.messages import abilities, message  # noqa: E402
+from skill.models import LanguageModel  # noqa: E402
 from skill.progressive import ProgressiveSender  # noqa: E402
 from skill.replies import to_model  # noqa: E402
 
@@ -179,7 +188,8 @@ def respond(handler_input: HandlerInput, answer: Answer) -> Response:
     return builder.response
 
 
-NO_SPEECH_TYPES = frozenset({"SessionEndedRequest", "CanFulfillIntentRequest"})
+CAN_FULFILL = "CanFulfillIntentRequest"
+NO_SPEECH_TYPES = frozenset({"SessionEndedRequest", CAN_FULFILL})
 
 
 def _accepts_speech(handler_input: HandlerInput) -> bool:
@@ -230,11 +240,59 @@ class RoutedRequestHandler(AbstractRequestHandler):
         record = _note(handler_input)
         name = record.intent or record.request_type or ""
         reply = self.dispatcher.answer(name, record.locale, record.request_id)
+        if record.outcome == "apology" and record.request_type == CAN_FULFILL:
+            # A function that could not answer is a NO, never a silent maybe-yes.
+            return _can_fulfill_response(handler_input, refusal(_heard_slots(handler_input)))
         if record.outcome == "apology" and not _accepts_speech(handler_input):
             # Events without a session (AudioPlayer.*, ...) and CanFulfillIntentRequest
             # accept no speech: a failure is acknowledged silently, and logged.
             return handler_input.response_builder.response
         return respond(handler_input, reply)
+
+
+class CanFulfillHandler(AbstractRequestHandler):
+    """An unrouted CanFulfillIntentRequest, answered from the model and the routes."""
+
+    def __init__(self, models: Mapping[str, LanguageModel], router: Router) -> None:
+        self.models = models
+        self.router = router
+
+    def can_handle(self, handler_input: HandlerInput) -> bool:
+        return _request_type(handler_input) == CAN_FULFILL
+
+    def handle(self, handler_input: HandlerInput) -> Response:
+        record = _note(handler_input)
+        intent = getattr(handler_input.request_envelope.request, "intent", None)
+        record.intent = getattr(intent, "name", None)
+        answer = can_fulfill(
+            self.models,
+            self.router,
+            record.intent or "",
+            _heard_slots(handler_input),
+            record.locale,
+        )
+        return _can_fulfill_response(handler_input, answer)
+
+
+def _heard_slots(handler_input: HandlerInput) -> dict[str, str | None]:
+    intent = getattr(handler_input.request_envelope.request, "intent", None)
+    slots = getattr(intent, "slots", None) or {}
+    return {name: getattr(slot, "value", None) for name, slot in slots.items()}
+
+
+def _can_fulfill_response(handler_input: HandlerInput, answer: Mapping[str, Any]) -> Response:
+    """The response carrying `answer` (Alexa's canFulfillIntent JSON) as the SDK's model."""
+    slots = {
+        name: CanFulfillSlot(
+            can_understand=CanUnderstandSlotValues(verdict["canUnderstand"]),
+            can_fulfill=CanFulfillSlotValues(verdict["canFulfill"]),
+        )
+        for name, verdict in answer["slots"].items()
+    }
+    verdict = CanFulfillIntent(
+        can_fulfill=CanFulfillIntentValues(answer["canFulfill"]), slots=slots
+    )
+    return handler_input.response_builder.set_can_fulfill_intent(verdict).response
 
 
 class LaunchRequestHandler(AbstractRequestHandler):
@@ -361,11 +419,14 @@ def _abilities(examples: Mapping[str, Sequence[str]], locale: str | None) -> str
 
 
 def request_handlers(
-    dispatcher: Dispatcher, examples: Mapping[str, Sequence[str]]
+    dispatcher: Dispatcher,
+    examples: Mapping[str, Sequence[str]],
+    models: Mapping[str, LanguageModel] | None = None,
 ) -> list[AbstractRequestHandler]:
     """The handler chain, in the order the SDK tries it."""
     return [
         RoutedRequestHandler(dispatcher),
+        CanFulfillHandler(models or {}, dispatcher.router),
         LaunchRequestHandler(examples),
         BuiltInIntentHandler(examples),
         IntentForwardHandler(dispatcher),

@@ -1,8 +1,9 @@
-"""Interaction models (ask-cli format) as the skill reads them: intents and samples by locale."""
+"""Interaction models (ask-cli format) as the skill reads them: intents, samples, slots."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,17 @@ class LanguageModel:
     invocation_name: str
     samples: dict[str, list[str]] = field(default_factory=dict)  # intent -> samples
     path: Path | None = None
+    slots: dict[str, dict[str, str]] = field(default_factory=dict)  # intent -> slot -> type
+    # custom slot type -> every value and synonym, as `spoken()` writes them
+    values: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+
+def spoken(text: str) -> str:
+    """A phrase as compared with a slot value: its words, lower case, one space apart."""
+    return " ".join(word.replace("’", "'") for word in _WORD.findall(text.lower()))
 
 
 def load_models(directory: Path | None = None) -> dict[str, LanguageModel]:
@@ -30,14 +42,27 @@ def load_models(directory: Path | None = None) -> dict[str, LanguageModel]:
             language = json.loads(path.read_text(encoding="utf-8"))["interactionModel"][
                 "languageModel"
             ]
+            intents = language.get("intents", [])
             samples = {
                 intent["name"]: [s for s in intent.get("samples", []) if isinstance(s, str)]
-                for intent in language.get("intents", [])
+                for intent in intents
             }
-        except (OSError, ValueError, KeyError, TypeError):
+            slots = {
+                intent["name"]: {slot["name"]: slot["type"] for slot in intent.get("slots") or []}
+                for intent in intents
+            }
+            values = {
+                slot_type["name"]: frozenset(
+                    spoken(name)
+                    for value in slot_type.get("values") or []
+                    for name in (value["name"]["value"], *(value["name"].get("synonyms") or []))
+                )
+                for slot_type in language.get("types") or []
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         models[path.stem] = LanguageModel(
-            path.stem, str(language.get("invocationName", "")), samples, path
+            path.stem, str(language.get("invocationName", "")), samples, path, slots, values
         )
     return models
 
