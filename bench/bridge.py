@@ -50,8 +50,16 @@ class Scope:
 
 
 class Protocol:
-    async def __call__(self) -> bytes:
-        return b"{}"
+    """granian's body stream for a two-byte body: its one chunk, then the empty end."""
+
+    def __aiter__(self) -> Protocol:
+        self._chunks = [b"{}", b""]
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self._chunks:
+            raise StopAsyncIteration
+        return self._chunks.pop(0)
 
     def response_bytes(self, status: int, headers: Any, body: bytes) -> None:
         pass

@@ -1,12 +1,12 @@
-"""An EventBridge API destination delivery as events: one envelope, or a Pipes batch.
+"""An EventBridge API destination delivery as events: one envelope, one record, or an array.
 
 Only parsing happens here (the connection's credential is checked first, in
 `verification.EventBridgeAuth`). A rule's target POSTs one event envelope
 (`version`, `id`, `detail-type`, `source`, `account`, `time`, `region`,
-`resources`, `detail`); a Pipe POSTs a JSON array, its batch, whose elements
-are DynamoDB stream records (`eventSource` `"aws:dynamodb"`, see
-`dynamodb.py`) or envelopes. Every element is an event of its own, matched
-and run on its own (DESIGN §11):
+`resources`, `detail`). A Pipe POSTs one DynamoDB stream record (`eventSource`
+`"aws:dynamodb"`, see `dynamodb.py`) a call: an API destination is not a
+batching target of EventBridge Pipes. A JSON array of records or envelopes is
+accepted too; every element is an event of its own, matched and run on its own:
 
 - an envelope: one `eventbridge` event, id the envelope's `id`, time its
   `time`, attributes `{"event_source", "detail_type"}`;

@@ -3,8 +3,9 @@ authenticated the way those senders do it with the configured credentials.
 
 - `eventbridge`: one event envelope, as a rule's API destination target
   POSTs it, with the connection's API key header or Basic credentials.
-- `dynamodb`: a one-record Pipes batch (a JSON array) of a DynamoDB Streams
-  record: the item given as plain JSON, written in DynamoDB's typed JSON.
+- `dynamodb`: one DynamoDB Streams record, as a Pipe POSTs it to an API
+  destination (once per record: API destinations are not a batching target,
+  so no array): the item given as plain JSON, written in DynamoDB's typed JSON.
 - `github`: GitHub's documented push sample (baxterthehacker's "Update
   README.md"), for the repository and ref asked for, or a ping; signed with
   the webhook secret in both X-Hub-Signature-256 and the legacy SHA-1
@@ -201,9 +202,10 @@ def dynamodb(
 ) -> Request:
     record = dynamodb_record(table_name, event, new, old, keys, now)
     return Request(
-        json.dumps([record]).encode("utf-8"),  # a Pipe always sends its batch as an array
+        # A Pipe calls an API destination once per record (it cannot batch to one).
+        json.dumps(record).encode("utf-8"),
         connection_headers(table),
-        f"dynamodb {event} on {table_name}, a one-record Pipes batch",
+        f"dynamodb {event} on {table_name}, one stream record as a Pipe sends it",
         record["eventID"],
     )
 

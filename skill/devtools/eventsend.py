@@ -65,7 +65,7 @@ def add_parser(commands: Any, timeout_flag: Any) -> None:
     send = events_commands.add_parser(
         "send",
         help="send a realistic signed delivery: SNS (S3 upload, CloudWatch alarm, any message), "
-        "EventBridge, a DynamoDB Pipes batch, a GitHub push",
+        "EventBridge, a DynamoDB stream record from a Pipe, a GitHub push",
     )
     send.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
     send.add_argument(

@@ -83,10 +83,11 @@ def test_eventbridge_sends_an_ec2_state_change_with_the_api_key(server, function
     assert received["event"]["resources"] == ["arn:aws:ec2:us-east-1:123456789012:instance/i-0abc"]
 
 
-def test_dynamodb_sends_a_one_record_pipes_batch(server, functions):
+def test_dynamodb_sends_one_record_as_a_pipe_calls_an_api_destination(server, functions):
+    # A Pipe cannot batch to an API destination: each call carries one record, no array.
     done = send(server, "dynamodb", "--table", "Orders", "--event", "INSERT", "--new", '{"id": 1}')
     assert done.returncode == 0, done.stderr + done.stdout
-    assert "dynamodb INSERT on Orders, a one-record Pipes batch" in done.stdout
+    assert "dynamodb INSERT on Orders, one stream record as a Pipe sends it" in done.stdout
     assert "  orders               ok" in done.stdout
     received = functions["orders"].payloads()[-1]
     assert received["event"]["dynamodb"]["NewImage"] == {"id": {"N": "1"}}
