@@ -568,7 +568,11 @@ def _observe(record: RequestRecord, response: Response) -> None:
     }
     line = log_request(fields)
     if trace.asked(state.get("console_key"), request.headers, g.get("body")):
-        response.headers[trace.TRACE_HEADER] = line  # the log line itself, encoded once
+        # The log line itself, and what the operator's warning line says went wrong: the
+        # console shows "cannot resolve WeatherIntent", not only "unreachable".
+        response.headers[trace.TRACE_HEADER] = (
+            trace.encode({**fields, "detail": record.detail}) if record.detail else line
+        )
 
 
 def _round(value: float | None) -> float | None:

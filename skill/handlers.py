@@ -65,6 +65,9 @@ class RequestRecord:
     device_id: str | None = None
     handled_at: float | None = None  # perf_counter when the first handler ran
     arrived: float | None = None  # time.monotonic() when the server had the request's head
+    # What went wrong, for the operator (the warning line) and the console's trace only;
+    # never payload content.
+    detail: str | None = None
 
 
 _RECORD: ContextVar[RequestRecord | None] = ContextVar("request_record", default=None)
@@ -150,6 +153,7 @@ class Dispatcher:
     ) -> Answer:
         record.outcome = "apology"
         record.reason = reason
+        record.detail = detail
         log.warning(
             "function failed: request_id=%s route=%s reason=%s detail=%s",
             request_id,

@@ -101,6 +101,28 @@ EVENT_CHOICES = {
     ("dynamodb", "event"): ("INSERT", "MODIFY", "REMOVE"),
     ("github", "event"): ("push", "ping"),
 }
+#: What each field is, in words (the form's label; `option` is the same for `events send`).
+EVENT_LABELS = {
+    "bucket": "Bucket",
+    "key": "Object key",
+    "event": "Event",
+    "size": "Size (bytes)",
+    "topic": "Topic ARN",
+    "alarm": "Alarm name",
+    "state": "New state",
+    "reason": "Reason",
+    "message": "Message",
+    "subject": "Subject",
+    "source": "Source",
+    "detail_type": "Detail type",
+    "detail": "Detail (JSON)",
+    "table": "Table",
+    "new": "New item (JSON)",
+    "old": "Old item (JSON)",
+    "keys": "Key (JSON)",
+    "repository": "Repository (owner/name)",
+    "ref": "Ref",
+}
 EVENT_TITLES = {
     "s3": "S3 upload",
     "cloudwatch": "CloudWatch alarm",
@@ -390,12 +412,26 @@ class Console:
     # --- routes, certify ---------------------------------------------------------------
 
     def routes_view(self) -> Response:
-        from skill.app import model_intents
+        """Every intent the intent menu offers: routed ones, and the built-ins answered here.
 
-        names = model_intents(self.models)
-        if request.args.get("probe") in ("1", "true"):
-            return jsonify(intents=probe_router(self.router, names, timeout=1.0), probed=True)
-        return jsonify(intents=self.router.table(names), probed=False)
+        The model is read as the menu reads it (from its files, now), so an intent
+        added since the start is listed with the route it would take.
+        """
+        from skill.app import model_intents
+        from skill.handlers import BUILT_INS
+        from skill.models import load_models
+
+        fresh = load_models(self.settings.skill.models_dir)
+        names = sorted({*model_intents(self.models), *model_intents(fresh)})
+        probed = request.args.get("probe") in ("1", "true")
+        rows = probe_router(self.router, names, timeout=1.0) if probed else self.router.table(names)
+        listed = {row["name"] for row in rows}
+        rows += [
+            {"name": name, "host": None, "port": None, "source": "built-in"}
+            for name in names
+            if name in BUILT_INS and name not in listed
+        ]
+        return jsonify(intents=rows, probed=probed)
 
     def certify_view(self) -> Response:
         certifier = Certifier(self.alexa_url, sign=self.ca.sign, skill_id=self.application_id)
@@ -431,6 +467,7 @@ class Console:
                     "fields": [
                         {
                             "name": name,
+                            "label": EVENT_LABELS[name],
                             "option": "--" + name.replace("_", "-"),
                             "input": shape,
                             "value": "" if defaults.get(name) is None else str(defaults[name]),

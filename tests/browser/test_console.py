@@ -389,11 +389,13 @@ def test_a_phone_sized_viewport_needs_no_sideways_scrolling(browser, embedded):
 
 @pytest.fixture(scope="module")
 def short_answers(start_server, function_process, dev_ca):
-    """A server whose HelloIntent answers SSML and a Standard card with images."""
+    """A server whose HelloIntent answers SSML and a Standard card with images; the model's
+    other intents go by the naming convention to hosts that do not resolve (deadline 1.5 s)."""
     port = function_process("short")
     base = trusted_config(dev_ca, dev_ca.path.parent) + "[console]\nenabled = true\n\n"
     route = f'[intents.HelloIntent]\nhost = "127.0.0.1"\nport = {port}\n'
-    return start_server(route, base=base, env={"FUNKER_DISPATCH_HOME": str(dev_ca.path.parent)})
+    env = {"FUNKER_DISPATCH_HOME": str(dev_ca.path.parent), "FUNKER_DISPATCH_DEADLINE": "1.5"}
+    return start_server(route, base=base, env=env)
 
 
 SPOKEN_STUB = """
@@ -481,3 +483,52 @@ def test_a_page_on_a_rebound_name_gets_nothing_from_the_console(playwright, embe
         assert "console-token" not in page.content()
     finally:
         browser.close()
+
+
+# --- what a newcomer met ------------------------------------------------------------------
+
+
+def test_an_unreachable_function_says_why_in_the_trace_not_only_in_the_server_log(
+    browser, short_answers
+):
+    watched = open_page(browser, short_answers.admin_url + "/console")
+    page = watched.page
+    send_intent(page, "SpaceCountIntent")  # naming convention: a host called SpaceCountIntent
+    item = turn(page, 1)
+    expect(field(item, "reason")).to_have_text("unreachable")
+    expect(field(item, "detail")).to_contain_text("cannot resolve SpaceCountIntent")
+    page.context.close()
+    assert watched.errors == []
+
+
+def test_the_routes_tab_lists_every_intent_the_intent_menu_offers(browser, short_answers):
+    watched = open_page(browser, short_answers.admin_url + "/console")
+    page = watched.page
+    offered = [
+        o for o in page.locator("#intent-form select[name=intent] option").all_inner_texts() if o
+    ]
+    page.click("nav.tabs button[data-tab=routes]")
+    rows = page.locator("#routes-table tbody tr")
+    expect(rows.first).to_be_visible()
+    listed = {row.locator("td").first.inner_text(): row.inner_text() for row in rows.all()}
+    assert set(offered) <= set(listed), sorted(set(offered) - set(listed))
+    assert "naming" in listed["SpaceCountIntent"] and "config" in listed["HelloIntent"]
+    assert "built-in" in listed["AMAZON.HelpIntent"]
+    page.context.close()
+    assert watched.errors == []
+
+
+def test_the_replay_script_button_shows_keyboard_focus(console):
+    console.focus("#load-script")  # the file input inside the label a keyboard user reaches
+    outline = console.locator("label.file-button").evaluate("l => getComputedStyle(l).outlineStyle")
+    assert outline not in ("", "none")
+
+
+def test_event_forms_label_their_fields_in_words_not_command_line_flags(console):
+    console.click("nav.tabs button[data-tab=events]")
+    for kind in ("s3", "cloudwatch", "sns", "eventbridge", "dynamodb", "github"):
+        console.click(f"#event-kinds button[data-kind={kind}]")
+        labels = console.locator("#event-form label").all_inner_texts()
+        assert labels and not any(text.lstrip().startswith("--") for text in labels), labels
+    console.click("#event-kinds button[data-kind=s3]")
+    expect(console.locator("#event-form")).to_contain_text("Bucket")

@@ -29,7 +29,8 @@ function renderForm(kind) {
     } else {
       input = el("input", { name: field.name, type: field.input === "number" ? "number" : "text", value: field.value });
     }
-    return el("label", {}, el("code", {}, field.option), input);
+    // In words; the `events send` option that does the same is the hint.
+    return el("label", { title: `events send ${field.option}` }, el("span", {}, field.label), input);
   });
   form.replaceChildren(
     el("p", { class: "muted wide" }, `POST ${kind.endpoint}`, kind.enabled ? "" : " — not configured on this server"),

@@ -17,8 +17,12 @@ async function show(probe) {
     const columns = ["intent / request type", "host", "port", "source"];
     if (answer.probed) columns.push("resolves", "addresses", "resolve", "connect", "error");
     const rows = answer.intents.map((row) => {
-      const cells = [row.name, row.host, String(row.port), row.source];
-      if (answer.probed) {
+      const builtIn = row.source === "built-in";
+      const cells = [row.name, builtIn ? "(answered by the dispatcher)" : row.host,
+        row.port === null ? "–" : String(row.port), row.source];
+      if (answer.probed && builtIn) {
+        cells.push("–", "–", "–", "–", "");
+      } else if (answer.probed) {
         cells.push(el("span", { class: `outcome ${row.resolves ? "ok" : "failed"}` }, row.resolves ? "yes" : "no"),
           String(row.addresses), ms(row.resolve_ms),
           "connects" in row ? `${row.connects ? "yes" : "no"} ${ms(row.connect_ms)}` : "–", row.error ?? "");

@@ -106,6 +106,8 @@ function traceLine(trace) {
     ["outcome", "outcome", trace.outcome],
     ["reason", "reason", trace.reason ?? "–"],
   ];
+  // Why a function gave no answer, as the server's warning line says it.
+  if (trace.detail) cells.push(["detail", "detail", trace.detail]);
   return el("dl", { class: "trace", dataset: { part: "trace" }, title: "the server's own request record" },
     cells.map(([field, name, value]) => el("div", { dataset: { field } }, el("dt", {}, name), el("dd", {}, value))));
 }
