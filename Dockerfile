@@ -61,6 +61,7 @@ COPY skill/ skill/
 COPY dispatch/ dispatch/
 COPY verification/ verification/
 COPY triggers/ triggers/
+COPY funker_dispatch/ funker_dispatch/
 # The cache mount keeps wheels compiled on armv7 between builds; nothing of it
 # lands in a layer.
 RUN --mount=type=cache,target=/root/.cache/pip \

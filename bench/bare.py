@@ -90,7 +90,7 @@ def create_app(mode: str, function_port: int | None = None) -> Flask:
 
 
 class BareServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn with skill.server.DispatchServer's options, minus our hooks."""
+    """gunicorn with funker_dispatch.server.serve.DispatchServer's options, minus our hooks."""
 
     def __init__(self, app: Flask, port: int, workers: int, threads: int) -> None:
         self.app, self.port, self.workers, self.threads = app, port, workers, threads

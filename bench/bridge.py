@@ -1,6 +1,6 @@
 """What the RSGI bridge costs per request in process, and its thread hand-off against an executor's.
 
-The bridge (`skill/bridge.py`) runs on granian's event loop: it builds the WSGI
+The bridge (`funker_dispatch/server/bridge.py`) runs on granian's event loop: it builds the WSGI
 environ, hands the request to a pool thread and takes the answer back. Here it
 serves a trivial WSGI app from a fake RSGI protocol (no sockets, no HTTP), so
 what is printed is the bridge alone; then the same hand-off through
@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from skill.bridge import RequestBridge
+from funker_dispatch.server.bridge import RequestBridge
 
 HEADERS = {
     "host": "alexa.example.com",

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dispatch import funker  # noqa: E402
-from skill.devtools import eventsamples  # noqa: E402
+from funker_dispatch.devtools import eventsamples  # noqa: E402
 from triggers.endpoint import EventBridgeEndpoint, GitHubEndpoint  # noqa: E402
 from triggers.fanout import Fanout, Memory  # noqa: E402
 from triggers.rules import Rule, parse_rule  # noqa: E402

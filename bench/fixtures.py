@@ -169,7 +169,7 @@ def echo_function() -> Iterator[int]:
 def funker_dispatch_command() -> list[str]:
     """The installed console script, else the module (same code either way)."""
     script = Path(sys.executable).with_name("funker-dispatch")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "skill.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "funker_dispatch"]
 
 
 def worker_pids(master: int) -> list[int]:
@@ -220,8 +220,8 @@ WSGIApp = Callable[[dict[str, Any], Any], Any]
 def production_like_process(tmp: Path) -> Path:
     """Multiprocess metrics and the JSON request log, as `serve()` sets them up."""
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
+    from funker_dispatch.server.serve import configure_logging
     from skill.observability import prepare_multiprocess
-    from skill.server import configure_logging
 
     prepare_multiprocess()
     configure_logging()

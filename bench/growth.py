@@ -78,7 +78,7 @@ def cpu_us(call: Callable[[], Any], requests: int) -> float:
 
 
 def matching_us(models: Path | None, utterance: str, loops: int = 50) -> float:
-    from skill.devtools.simulator import load_interaction_model, match_utterance
+    from funker_dispatch.devtools.simulator import load_interaction_model, match_utterance
 
     model = load_interaction_model("en-US", models)
     began = time.perf_counter()

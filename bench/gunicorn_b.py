@@ -1,7 +1,7 @@
 """funker-dispatch's app under gunicorn's gthread worker, as `serve` ran it before granian.
 
 Only for bench/servers.py's side-by-side comparison: the same `create_app`
-from the same config, with the options the old `skill/server.py` gave
+from the same config, with the options the old `funker_dispatch/server/serve.py` gave
 gunicorn (gthread, preload_app, keepalive 5, timeout 30), and the
 multiprocess metrics and request log set up as `serve()` sets them up.
 
@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bare import BareServer
 
+from funker_dispatch.server.serve import configure_logging
 from skill.observability import prepare_multiprocess
-from skill.server import configure_logging
 from skill.settings import load_settings
 
 

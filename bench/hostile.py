@@ -149,7 +149,9 @@ class Server:
                 process = stack.enter_context(running(args))
                 wait_accepts(port, 10, process)
                 self.functions[mode] = port
-            args = [sys.executable, "-m", "skill.cli", "serve", "--config", str(self.config())]
+            # The command line's module in that tree (skill.cli before the layout of 2026-12).
+            module = "funker_dispatch" if (self.tree / "funker_dispatch").is_dir() else "skill.cli"
+            args = [sys.executable, "-m", module, "serve", "--config", str(self.config())]
             args += ["--host", "127.0.0.1", "--port", str(self.port)]
             env = {"PYTHONPATH": str(self.tree)}
             self.process = stack.enter_context(running(args, env=env, log=self.log, cwd=self.tree))

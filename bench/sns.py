@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from skill.devtools.eventsend import notification, s3_notification  # noqa: E402
+from funker_dispatch.devtools.eventsend import notification, s3_notification  # noqa: E402
 from verification import DevCA, SnsVerifier  # noqa: E402
 from verification.devca import local_chains_fetcher  # noqa: E402
 from verification.errors import SnsVerificationFailed  # noqa: E402

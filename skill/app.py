@@ -13,7 +13,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -38,13 +38,13 @@ from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
 from skill import trace  # noqa: E402
-from skill.bridge import ARRIVED, BODY_ERROR, BodyFailure  # noqa: E402
 from skill.envelope import (  # noqa: E402
     MAX_BODY_BYTES,
     EnvelopeSerializer,
     MalformedRequest,
     precheck,
 )
+from skill.environ import ARRIVED, BODY_ERROR, BodyFailure  # noqa: E402
 from skill.handlers import (  # noqa: E402
     BUILT_INS,
     ApologyExceptionHandler,
@@ -187,12 +187,14 @@ def create_app(settings: Settings) -> Flask:
     return app
 
 
-def create_admin_app(public: Flask) -> Flask:
-    """The admin listener's app (DESIGN §7), sharing the public app's router, models, readiness.
+def create_admin_app(public: Flask, extensions: Sequence[Callable[[Flask], None]] = ()) -> Flask:
+    """The admin listener's app, sharing the public app's router, models, readiness.
 
     Only the operator's tools reach it: it is bound to loopback unless the
     operator says otherwise, and with `[server] admin_token_file` every path
-    but /healthz needs the bearer token.
+    but /healthz needs the bearer token. Each of `extensions` registers more
+    on it: the command line passes the web console's when `[console] enabled`,
+    so the server never imports the developer's tools itself.
     """
     state = public.extensions["funker_dispatch"]
     settings: Settings = state["settings"]
@@ -209,10 +211,8 @@ def create_admin_app(public: Flask) -> Flask:
     app.add_url_rule("/intents", "intents", lambda: _intents(router, models))
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
-    if settings.console.enabled:
-        from skill.devtools.console import register  # the server imports devtools only then
-
-        register(app)  # GET /console, /console/api/..., its directive inbox (DESIGN §12)
+    for extend in extensions:
+        extend(app)
     return app
 
 

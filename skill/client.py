@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from skill.terminal import one_line
+from skill.text import one_line
 from verification.deadline import DeadlineSocket, left, tls_handshake
 
 #: Seconds one request may take, all told (the tools' --timeout default).
 DEFAULT_TIMEOUT = 10.0
+
 #: The most a tool reads of an answer's body: Alexa's own limit is 24 KiB.
 MAX_RESPONSE_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024

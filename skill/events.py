@@ -17,7 +17,7 @@ from flask import Flask, Response, current_app, jsonify, request
 
 from dispatch.funker import DEFAULT_MAX_RESPONSE_BYTES
 from skill import trace
-from skill.bridge import ARRIVED, BODY_DIGEST, BodyCheck, EventAdmission
+from skill.environ import ARRIVED, BODY_DIGEST, BodyCheck, EventAdmission
 from skill.observability import log_request, metrics
 from skill.settings import Settings
 from triggers.endpoint import Delivery, EventBridgeEndpoint, GitHubEndpoint, SnsEndpoint

@@ -64,7 +64,7 @@ from dispatch.responses import compact_json, escape_speech  # noqa: E402
 from skill import client  # noqa: E402
 from skill.envelope import raw_envelope  # noqa: E402
 from skill.messages import message  # noqa: E402
-from skill.terminal import one_line  # noqa: E402
+from skill.text import one_line  # noqa: E402
 
 log = logging.getLogger("funker_dispatch")
 

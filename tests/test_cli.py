@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from skill.cli import package_version
+from funker_dispatch.cli import package_version
 
 
 def run(*args: str, config_env: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -16,7 +16,7 @@ def run(*args: str, config_env: str | None = None) -> subprocess.CompletedProces
     if config_env is not None:
         env["FUNKER_DISPATCH_CONFIG"] = config_env
     return subprocess.run(
-        [sys.executable, "-m", "skill.cli", *args],
+        [sys.executable, "-m", "funker_dispatch", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -116,7 +116,7 @@ def _every_parser(parser):
 
 def test_no_help_text_cites_a_document_users_do_not_have():
     # "DESIGN §11" pointed at the project's internal contract, which is not shipped.
-    from skill.cli import build_parser
+    from funker_dispatch.cli import build_parser
 
     for parser in _every_parser(build_parser()):
         text = parser.format_help()
@@ -130,7 +130,7 @@ def test_tables_piped_to_a_file_or_grep_are_not_cut_to_80_columns(tmp_path: Path
     config.write_text(f'[intents.SpaceCountIntent]\nhost = "{host}"\n')
     env_columns = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     result = subprocess.run(
-        [sys.executable, "-m", "skill.cli", "intents", "--probe", "--config", str(config)],
+        [sys.executable, "-m", "funker_dispatch", "intents", "--probe", "--config", str(config)],
         capture_output=True,
         text=True,
         env={k: v for k, v in env_columns.items() if not k.startswith("FUNKER_DISPATCH_")},

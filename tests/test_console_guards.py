@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from funker_dispatch.cli import admin_extensions
 from skill.app import create_admin_app, create_app
 from skill.settings import DEVELOPMENT_SKILL_ID, load_settings
 from tests.helpers import free_port
@@ -27,7 +28,8 @@ def admin_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, console: bool 
         f'[server]\nport = 3000\n\n[skill]\napplication_ids = ["{DEVELOPMENT_SKILL_ID}"]\n\n'
         f"[console]\nenabled = {'true' if console else 'false'}\n"
     )
-    return create_admin_app(create_app(load_settings(config, environ={})))
+    settings = load_settings(config, environ={})
+    return create_admin_app(create_app(settings), admin_extensions(settings))
 
 
 @pytest.fixture
@@ -178,7 +180,8 @@ def test_an_events_fields_do_not_become_the_next_pages_defaults(tmp_path, monkey
         "[console]\nenabled = true\n\n"
         '[triggers.sns]\ntopics = ["arn:aws:sns:us-east-1:123456789012:uploads"]\n'
     )
-    client = create_admin_app(create_app(load_settings(config, environ={}))).test_client()
+    settings = load_settings(config, environ={})
+    client = create_admin_app(create_app(settings), admin_extensions(settings)).test_client()
     headers = api_headers(page_token(client))
 
     def s3_key() -> str:

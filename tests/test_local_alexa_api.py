@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from skill.devtools.alexa_api import LocalAlexaApi, local_alexa_api, simulator_port
+from funker_dispatch.devtools.alexa_api import LocalAlexaApi, local_alexa_api, simulator_port
 from skill.settings import DispatchSettings, Settings
 from tests.helpers import free_port
 

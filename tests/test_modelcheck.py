@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from dispatch.registry import Router, parse_route
-from skill.cli import main
-from skill.devtools.modelcheck import Finding, check_models, invocation_name_problems
+from funker_dispatch.cli import main
+from funker_dispatch.devtools.modelcheck import Finding, check_models, invocation_name_problems
 from skill.models import DEFAULT_MODELS
 
 ROUTES = {

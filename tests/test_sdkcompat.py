@@ -62,7 +62,9 @@ def test_an_openssl_oscrypto_cannot_read_costs_no_oscrypto_import():
 
 def test_the_server_imports_no_terminal_library():
     # rich is for the command-line tools; each server process would carry it for nothing.
-    result = run_fresh("import sys, skill.app, skill.server\nprint('rich' in sys.modules)\n")
+    result = run_fresh(
+        "import sys, skill.app, funker_dispatch.server.serve\nprint('rich' in sys.modules)\n"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
 

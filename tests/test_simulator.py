@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from skill.devtools.simulator import (
+from funker_dispatch.devtools.simulator import (
     NoMatch,
     SessionState,
     alexa_slots,
@@ -238,7 +238,7 @@ def test_slots_an_intent_does_not_declare_are_named(model):
 
 
 def test_simulate_refuses_a_slot_the_intent_does_not_declare(capsys):
-    from skill.cli import main
+    from funker_dispatch.cli import main
 
     assert main(["simulate", "--intent", "HelloIntent", "--slot", "nmae=x"]) == 2
     assert "HelloIntent has no slot nmae (declared: name)" in capsys.readouterr().err

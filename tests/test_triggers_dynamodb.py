@@ -158,7 +158,7 @@ def test_the_creation_time_in_seconds_or_milliseconds_else_the_receive_time():
 
 @given(st.integers())
 def test_any_integer_comes_back_exact_an_int_within_two_to_the_53_else_its_digits(n):
-    from skill.devtools.eventsamples import to_dynamodb
+    from funker_dispatch.devtools.eventsamples import to_dynamodb
 
     assert plain(to_dynamodb(n)) == (n if abs(n) <= 2**53 else str(n))
 
@@ -171,6 +171,6 @@ def test_any_integer_comes_back_exact_an_int_within_two_to_the_53_else_its_digit
     )
 )
 def test_plain_json_written_as_dynamodb_json_reads_back_the_same(value):
-    from skill.devtools.eventsamples import to_dynamodb
+    from funker_dispatch.devtools.eventsamples import to_dynamodb
 
     assert plain(to_dynamodb(value)) == value

@@ -101,7 +101,7 @@ def start_embedded(home: Path) -> Embedded:
     log_path = home / "server.log"
     with log_path.open("wb") as log_file:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "funker_dispatch", "serve", "--port", str(port)],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env,

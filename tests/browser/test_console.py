@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from skill.devtools.conversation import script_lines
+from funker_dispatch.devtools.conversation import script_lines
 from skill.settings import DEVELOPMENT_EVENTBRIDGE_API_KEY
 from tests.browser.conftest import CHROMIUM, NO_BROWSER, Embedded, launch, open_page
 from tests.e2e.conftest import trusted_config
@@ -350,7 +350,7 @@ def test_a_saved_session_replays_in_the_console_and_in_dialog(console, embedded,
         [
             sys.executable,
             "-m",
-            "skill.cli",
+            "funker_dispatch",
             "dialog",
             "--url",
             f"{embedded.url}/",

@@ -122,7 +122,7 @@ def start_server(
             [
                 sys.executable,
                 "-m",
-                "skill.cli",
+                "funker_dispatch",
                 "serve",
                 "--config",
                 str(config),

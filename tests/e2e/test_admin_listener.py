@@ -69,7 +69,7 @@ def test_an_admin_port_that_cannot_be_bound_fails_the_start_naming_the_key(dev_c
     with taken:
         result = subprocess.run(
             [
-                *(sys.executable, "-m", "skill.cli", "serve", "--config", str(config)),
+                *(sys.executable, "-m", "funker_dispatch", "serve", "--config", str(config)),
                 *("--host", "127.0.0.1", "--port", str(free_port())),
             ],
             capture_output=True,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from skill.cli import main
-from skill.devtools.certify import (
+from funker_dispatch.cli import main
+from funker_dispatch.devtools.certify import (
     AMAZON_INVALID_CERT_URLS,
     FAIL,
     NOT_ISOLATED,

@@ -47,7 +47,7 @@ def embedded(embedded_environment):
     port = free_port()
     log_path = home / "server.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "funker_dispatch", "serve", "--port", str(port)],
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         env=env,
@@ -119,7 +119,7 @@ def test_non_loopback_host_is_refused_at_start(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
     env["FUNKER_DISPATCH_HOME"] = str(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "skill.cli", "serve", "--host", "0.0.0.0"],
+        [sys.executable, "-m", "funker_dispatch", "serve", "--host", "0.0.0.0"],
         capture_output=True,
         text=True,
         env=env,
@@ -178,7 +178,17 @@ def events_send(url: str, kind: str, *args: str) -> subprocess.CompletedProcess[
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
     path = "/events/github" if kind == "github" else "/events/eventbridge"
     return subprocess.run(
-        [sys.executable, "-m", "skill.cli", "events", "send", kind, "--url", url + path, *args],
+        [
+            sys.executable,
+            "-m",
+            "funker_dispatch",
+            "events",
+            "send",
+            kind,
+            "--url",
+            url + path,
+            *args,
+        ],
         capture_output=True,
         text=True,
         env={**env, "COLUMNS": "200"},
@@ -219,7 +229,7 @@ def test_the_banner_names_the_webhook_endpoints(embedded):
 
 def tool(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "skill.cli", *args],
+        [sys.executable, "-m", "funker_dispatch", *args],
         capture_output=True,
         text=True,
         env=env,

@@ -71,7 +71,7 @@ def send(server, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(home), "COLUMNS": "200"}
     environment.pop("FUNKER_DISPATCH_CONFIG", None)
     return subprocess.run(
-        [sys.executable, "-m", "skill.cli", "events", "send", *args],
+        [sys.executable, "-m", "funker_dispatch", "events", "send", *args],
         capture_output=True,
         text=True,
         env=environment,

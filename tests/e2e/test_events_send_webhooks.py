@@ -45,7 +45,7 @@ def send(server, kind: str, *args: str, config: Path | None = None, path: str = 
         [
             sys.executable,
             "-m",
-            "skill.cli",
+            "funker_dispatch",
             "events",
             "send",
             kind,

@@ -262,7 +262,7 @@ def cli(*args: str, home: Path, measure: Path | None = None) -> subprocess.Compl
     """Run `funker-dispatch ARGS`; with `measure`, its peak RSS in KiB is written there."""
     environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(home), "COLUMNS": "200"}
     environment.pop("FUNKER_DISPATCH_CONFIG", None)
-    command = [sys.executable, "-m", "skill.cli", *args]
+    command = [sys.executable, "-m", "funker_dispatch", *args]
     if measure is not None:
         command = [sys.executable, "-c", MEASURED, str(measure), *command]
     return subprocess.run(

@@ -266,7 +266,7 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
     environment.update({"COLUMNS": "200", **env})
     return subprocess.run(
-        [sys.executable, "-m", "skill.cli", *args],
+        [sys.executable, "-m", "funker_dispatch", *args],
         capture_output=True,
         text=True,
         env=environment,
@@ -378,7 +378,7 @@ def test_the_embedded_default_shows_one_with_its_slow_spacecount(tmp_path):
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "skill.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "funker_dispatch", "serve", "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         # No admin listener: port + 1 of a free port need not be free.

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from skill.devtools.conversation import HttpEndpoint, Transcript, dialog
-from skill.devtools.simulator import load_interaction_model
+from funker_dispatch.devtools.conversation import HttpEndpoint, Transcript, dialog
+from funker_dispatch.devtools.simulator import load_interaction_model
 from skill.settings import DEVELOPMENT_SKILL_ID
 from tests.e2e.conftest import free_port, trusted_config, wait_until
 from verification.devca import DevCA
@@ -101,7 +101,7 @@ def cli(*args: str, home: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess
     environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(home), "COLUMNS": "200"}
     environment.pop("FUNKER_DISPATCH_CONFIG", None)
     return subprocess.run(
-        [sys.executable, "-m", "skill.cli", *args],
+        [sys.executable, "-m", "funker_dispatch", *args],
         capture_output=True,
         text=True,
         env=environment,
@@ -341,7 +341,7 @@ def test_dialog_ending_on_eof_sends_session_ended(server, dev_ca_home, tmp_path)
 def test_dialog_reads_utterances_typed_at_the_prompt(server, dev_ca_home):
     environment = {**os.environ, "FUNKER_DISPATCH_HOME": str(dev_ca_home), "COLUMNS": "200"}
     done = subprocess.run(
-        [sys.executable, "-m", "skill.cli", "dialog", "--url", server.url],
+        [sys.executable, "-m", "funker_dispatch", "dialog", "--url", server.url],
         input="say hello\nit's Ada\n",
         capture_output=True,
         text=True,

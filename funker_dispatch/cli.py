@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from funker_dispatch.devtools.options import timeout_flag
 from skill.settings import ConfigError, Settings, load_settings
-
-MAX_TIMEOUT = 3600.0
 
 
 def package_version() -> str:
@@ -49,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _simulator_commands(commands)
-    from skill.devtools.eventsend import add_parser as add_events_parser
+    from funker_dispatch.devtools.eventsend import add_parser as add_events_parser
 
-    add_events_parser(commands, _timeout_flag)
+    add_events_parser(commands)
     return parser
 
 
@@ -105,13 +105,13 @@ def _simulator_commands(commands: Any) -> None:
     certify.add_argument(
         "--skill-id", help="the skill id the endpoint accepts (default: the development skill id)"
     )
-    _timeout_flag(certify)
+    timeout_flag(certify)
 
 
 def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
     _config_flag(parser)
     parser.add_argument("--url", help="skill endpoint (default http://127.0.0.1:3000/)")
-    _timeout_flag(parser)
+    timeout_flag(parser)
     parser.add_argument(
         "--in-process",
         action="store_true",
@@ -120,27 +120,14 @@ def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--locale", default="en-US", help="request locale (default en-US)")
 
 
-def _timeout_flag(parser: argparse.ArgumentParser) -> None:
-    from skill.client import DEFAULT_TIMEOUT
+def admin_extensions(settings: Settings) -> list[Callable[[Any], None]]:
+    """What the admin listener's app gets besides its own routes: the web console, when
+    `[console] enabled` (only then are the developer's tools imported by `serve`)."""
+    if not settings.console.enabled:
+        return []
+    from funker_dispatch.devtools.console import register
 
-    parser.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_seconds,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds each HTTP request may take, all told (default {DEFAULT_TIMEOUT:g})",
-    )
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    # NaN fails both comparisons; past an hour, socket and lock timeouts overflow.
-    if not 0 < value <= MAX_TIMEOUT:
-        raise argparse.ArgumentTypeError(f"seconds above 0, at most {MAX_TIMEOUT:g}: {text!r}")
-    return value
+    return [register]
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -158,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "certify":
-        from skill.devtools.certify import certify_command
+        from funker_dispatch.devtools.certify import certify_command
 
         return certify_command(args.url, skill_id=args.skill_id, timeout=args.timeout)
     if args.command == "events":  # signs with the dev CA; needs no configuration
-        from skill.devtools.eventsend import send_command
+        from funker_dispatch.devtools.eventsend import send_command
 
         return send_command(args, parser)
     if args.command == "models" and args.models_command is None:
@@ -181,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"funker-dispatch: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        from skill.server import serve
+        from funker_dispatch.server.serve import serve
 
         try:
-            serve(settings)
+            serve(settings, admin_extensions(settings))
         except ConfigError as exc:  # found only when listening (a port already taken)
             print(f"funker-dispatch: configuration error: {exc}", file=sys.stderr)
             return 2
@@ -274,7 +261,7 @@ def show_intents(settings: Settings, *, as_json: bool, probe: bool = False) -> i
         return 0
     from rich.table import Table
 
-    from skill.terminal import console
+    from funker_dispatch.devtools.terminal import console
 
     columns = ["intent / request type", "host", "port", "source"]
     if probe:
@@ -303,7 +290,7 @@ def models_check(settings: Settings, directory: str | None) -> int:
     from pathlib import Path
 
     from dispatch.registry import Router
-    from skill.devtools.modelcheck import check_models, print_report
+    from funker_dispatch.devtools.modelcheck import check_models, print_report
 
     router = Router(
         settings.routes,
@@ -335,15 +322,15 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     """`simulate` and `dialog`: signed requests to --url, or to the app in process."""
     from pathlib import Path
 
-    from skill.client import EndpointError, EndpointUnreachable
-    from skill.devtools import conversation
-    from skill.devtools.alexa_api import local_alexa_api
-    from skill.devtools.simulator import (
+    from funker_dispatch.devtools import conversation
+    from funker_dispatch.devtools.alexa_api import local_alexa_api
+    from funker_dispatch.devtools.simulator import (
         ModelNotFound,
         load_interaction_model,
         parse_slot_flags,
         undeclared_slots,
     )
+    from skill.client import EndpointError, EndpointUnreachable
     from skill.settings import DEVELOPMENT_SKILL_ID
 
     if args.command == "simulate":

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,12 @@ MAX_HEAD_BYTES = 64 * 1024
 SPARE_DESCRIPTORS = 1024
 
 
-def serve(settings: Settings) -> None:
-    """Run the server until SIGTERM/SIGINT; the embedded default's functions stop with it."""
+def serve(settings: Settings, admin_extensions: Sequence[Callable[[Any], None]] = ()) -> None:
+    """Run the server until SIGTERM/SIGINT; the embedded default's functions stop with it.
+
+    `admin_extensions` register more on the admin listener's app (the web console:
+    the command line passes it, so this module never imports the developer's tools).
+    """
     configure_logging()
     if not settings.skill.verify_signature:
         log.warning("SIGNATURE VERIFICATION IS OFF: any client can call this skill")
@@ -74,14 +78,15 @@ def serve(settings: Settings) -> None:
     if settings.functions:
         children.extend(start_functions(settings.functions))
 
+    from funker_dispatch.server.bridge import RequestBridge
     from skill.app import create_admin_app, create_app
-    from skill.bridge import RequestBridge
 
     app = create_app(settings)
     public = _bridge(RequestBridge, app, settings, public=True)
     if settings.server.admin_port:
         # Forked before the public listener's workers: it shares the built app.
-        admin_bridge = _bridge(RequestBridge, create_admin_app(app), settings, public=False)
+        admin_app = create_admin_app(app, admin_extensions)
+        admin_bridge = _bridge(RequestBridge, admin_app, settings, public=False)
         admin = _start_admin(admin_bridge, settings)
     if settings.embedded:
         _print_embedded_banner(settings)
@@ -171,7 +176,7 @@ def _granian(settings: Settings, host: str, port: int, workers: int) -> Any:
 _GRANIAN_LOGGING = {
     "formatters": {
         "generic": {
-            "()": "skill.server.EscapingFormatter",
+            "()": "funker_dispatch.server.serve.EscapingFormatter",
             "fmt": "%(asctime)s %(levelname)s granian: %(message)s",
         },
         "access": {"()": "logging.Formatter", "fmt": "%(message)s"},

@@ -24,10 +24,8 @@ from rich.highlighter import JSONHighlighter
 from rich.panel import Panel
 from rich.text import Text
 
-from skill import client
-from skill.client import Answer, EndpointProtocolError
-from skill.devtools.alexa_api import AlexaApi
-from skill.devtools.simulator import (
+from funker_dispatch.devtools.alexa_api import AlexaApi
+from funker_dispatch.devtools.simulator import (
     InteractionModel,
     Match,
     NoMatch,
@@ -43,8 +41,11 @@ from skill.devtools.simulator import (
     strip_invocation,
     timestamp,
 )
+from funker_dispatch.devtools.terminal import json_text, plain
+from skill import client
+from skill.client import Answer, EndpointProtocolError
 from skill.settings import Settings
-from skill.terminal import json_text, plain, printable
+from skill.text import printable
 
 DEFAULT_URL = "http://127.0.0.1:3000/"
 
@@ -104,8 +105,8 @@ def open_endpoint(
     if not in_process:
         yield HttpEndpoint(url, timeout)
         return
+    from funker_dispatch.server.serve import start_functions, stop_functions
     from skill.app import create_app
-    from skill.server import start_functions, stop_functions
 
     children = start_functions(settings.functions) if settings.functions else []
     try:
@@ -317,7 +318,7 @@ class Conversation:
 class Transcript:
     """Turns printed for people (rich) or as JSON lines.
 
-    Whatever the endpoint sent is printed through `skill.terminal`: as rich
+    Whatever the endpoint sent is printed through `funker_dispatch.devtools.terminal`: as rich
     `Text` (never read as markup), without control characters; JSON stays exact.
     """
 

@@ -43,20 +43,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, Protocol
 
-log = logging.getLogger("funker_dispatch")
+from skill.environ import (
+    ARRIVED,
+    BODY_DIGEST,
+    BODY_ERROR,
+    BODY_UNREAD,
+    BodyCheck,
+    BodyFailure,
+    BodyHash,
+    EventAdmission,
+)
 
-#: Environ key carrying why the body could not be read: (error code, HTTP status, message).
-BODY_ERROR = "funker_dispatch.body_error"
-#: Environ key: `time.monotonic()` when the request's head had arrived (deadlines start there).
-ARRIVED = "funker_dispatch.arrived"
-#: Environ key: the digest of the path's `BodyCheck` hash, fed with the body as it arrived.
-BODY_DIGEST = "funker_dispatch.body_digest"
-#: Environ key set when a `BodyCheck` refused the headers: the body was never read.
-BODY_UNREAD = "funker_dispatch.body_unread"
+log = logging.getLogger("funker_dispatch")
 
 #: Body bytes the requests of one worker hold at once by default (event deliveries aside).
 DEFAULT_BODY_BUDGET = 16 * 1024 * 1024
@@ -80,13 +81,6 @@ class _TooLarge(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class BodyFailure:
-    error: str
-    status: int
-    message: str
-
-
 TIMEOUT = BodyFailure("timeout", 408, "request body not received in time")
 BROKEN = BodyFailure("malformed", 400, "request body could not be read")
 OVER_BUDGET = BodyFailure("busy", 503, "too many request bodies in flight; retry")
@@ -94,32 +88,6 @@ OVER_BUDGET = BodyFailure("busy", 503, "too many request bodies in flight; retry
 
 class Gauge(Protocol):
     def inc(self, amount: float = 1, /) -> None: ...
-
-
-class BodyHash(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-    def digest(self) -> bytes: ...
-
-
-#: Per path: the request headers -> False when they alone refuse the request (the body is
-#: never read; the app answers the refusal, seeing BODY_UNREAD), True to read the body, or a
-#: hash to feed the body into as it arrives (its digest reaches the app as BODY_DIGEST).
-BodyCheck = Callable[[Any], "BodyHash | bool"]
-
-
-@dataclass(frozen=True)
-class EventAdmission:
-    """Paths whose requests run on `threads` of their own, never on Alexa's (DESIGN §14).
-
-    Their bodies draw on `body_budget` bytes of their own too. When all the
-    threads are busy a request is answered 503 at once (senders retry);
-    `refused(path)` then writes its log line and metric.
-    """
-
-    paths: frozenset[str]
-    threads: int
-    body_budget: int
-    refused: Callable[[str], None] = field(default=lambda path: None)
 
 
 class RequestBridge:

@@ -47,13 +47,11 @@ from flask import Blueprint, Flask, Response, jsonify, request, send_from_direct
 
 from dispatch.probe import probe_router
 from dispatch.responses import ssml_to_text
-from skill import client, trace
-from skill.client import Answer, EndpointError
-from skill.devtools import eventsend
-from skill.devtools.alexa_api import DirectiveInbox
-from skill.devtools.certify import Certifier, CertifyStopped
-from skill.devtools.conversation import Conversation, EnvelopeInvalid, HttpEndpoint, Turn
-from skill.devtools.simulator import (
+from funker_dispatch.devtools import eventsend
+from funker_dispatch.devtools.alexa_api import DirectiveInbox
+from funker_dispatch.devtools.certify import Certifier, CertifyStopped
+from funker_dispatch.devtools.conversation import Conversation, EnvelopeInvalid, HttpEndpoint, Turn
+from funker_dispatch.devtools.simulator import (
     InteractionModel,
     NoMatch,
     SessionState,
@@ -62,10 +60,12 @@ from skill.devtools.simulator import (
     match_utterance,
     undeclared_slots,
 )
+from skill import client, trace
+from skill.client import Answer, EndpointError
 from skill.progressive import DIRECTIVES_PATH
 from skill.settings import DEVELOPMENT_SKILL_ID, DEVELOPMENT_TOPIC, ServerSettings, admin_origin
 
-ASSETS = Path(__file__).with_name("console")
+ASSETS = Path(__file__).with_name("console_assets")
 TOKEN_HEADER = "X-Console-Token"
 TOKEN_PLACEHOLDER = "__CONSOLE_TOKEN__"
 #: The signature headers a request "sent as is" may carry back from the page.
@@ -579,9 +579,9 @@ def _interaction_model(locale: str, directory: Path | None) -> InteractionModel:
 @cache
 def _cli_defaults(kind: str) -> argparse.Namespace:
     """`events send KIND`'s options as the command line parses them with none given."""
-    from skill.cli import build_parser
-
-    args = build_parser().parse_args(["events", "send", kind])
+    parser = argparse.ArgumentParser(prog="funker-dispatch")
+    eventsend.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["events", "send", kind])
     if args.event is None:
         args.event = eventsend.EVENT_DEFAULTS.get(kind)
     return args

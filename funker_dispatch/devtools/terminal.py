@@ -1,19 +1,21 @@
-"""Endpoint text made safe for a terminal: no control sequences, no rich markup, exact JSON.
+"""The tools' terminal output: endpoint text never read as rich markup, exact JSON, full width.
 
-Whatever an endpoint sends (speech, a card, an error page, a status line) is
-untrusted: `\\x1b]0;title\\x07` retitles the window, `\\x1b[2J` clears it, and
-rich would read `[bold]` or `:smile:` in a string as markup. So the tools
-print endpoint text only through `printable` (or `one_line`), and hand it to
-rich only as `Text`, which rich never parses.
+rich would read `[bold]` or `:smile:` in a string as markup, so the tools hand
+endpoint text to rich only as `Text` (`plain`), which rich never parses, after
+`skill.text.printable` has taken out what a terminal could act on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # rich is the tools' library; the server imports this module without it
+from skill.text import printable
+
+if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
@@ -21,23 +23,9 @@ if TYPE_CHECKING:  # rich is the tools' library; the server imports this module 
 #: and cut tables there ("…"); a pipe to grep or a CI log has no width at all.
 UNLIMITED_WIDTH = 10_000
 
-# C0 but newline and tab, DEL, C1 (8-bit CSI, OSC... are C1 code points).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# A lone surrogate (JSON can carry one) cannot be encoded: printing it raises.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # json.dumps escapes C0 itself; with ensure_ascii=False DEL, C1 and lone
 # surrogates would be written raw.
 _JSON_RAW = re.compile("[\x7f-\x9f\ud800-\udfff]")
-
-
-def printable(text: str) -> str:
-    """`text` without control characters (newline and tab kept); lone surrogates become U+FFFD."""
-    return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
-
-
-def one_line(text: str) -> str:
-    """`printable(text)` with every run of whitespace, newlines included, made one space."""
-    return " ".join(printable(text).split())
 
 
 def plain(text: str, style: str = "") -> Text:
@@ -59,9 +47,6 @@ def json_text(value: Any) -> str:
 
 def console(**options: Any) -> Console:
     """A rich Console for a tool's output: its terminal's width, or no limit when piped."""
-    import os
-    import sys
-
     from rich.console import Console
 
     stream = options.get("file") or (sys.stderr if options.get("stderr") else sys.stdout)

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from skill import client
-from skill.client import Answer, EndpointError
-from skill.devtools.simulator import (
+from funker_dispatch.devtools.simulator import (
     SessionState,
     encode,
     envelope,
@@ -31,6 +29,8 @@ from skill.devtools.simulator import (
     launch_request,
     session_ended_request,
 )
+from skill import client
+from skill.client import Answer, EndpointError
 from skill.settings import DEVELOPMENT_SKILL_ID
 
 ALEXA_TIMEOUT = 8.0  # Alexa gives up on an endpoint after 8 s
@@ -291,8 +291,8 @@ def print_results(url: str, trusts: bool, results: list[Result]) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from skill.terminal import console as tool_console
-    from skill.terminal import plain
+    from funker_dispatch.devtools.terminal import console as tool_console
+    from funker_dispatch.devtools.terminal import plain
 
     styles = {PASS: "green", FAIL: "bold red", NOT_ISOLATED: "yellow", NOT_RUN: "dim"}
     table = Table(title=plain(f"certify {url}"))

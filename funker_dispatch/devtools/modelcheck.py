@@ -374,7 +374,7 @@ def print_report(report: Report) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from skill.terminal import console
+    from funker_dispatch.devtools.terminal import console
 
     err = console(stderr=True, highlight=False, soft_wrap=True)  # one finding a line, for grep
     for finding in report.findings:

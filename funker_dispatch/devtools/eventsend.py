@@ -14,7 +14,7 @@ put there:
     events send --file recorded.json     # a recorded message, re-stamped and re-signed
     events send --confirm                # a SubscriptionConfirmation for --topic (s3 --confirm too)
 
-EventBridge, a DynamoDB Pipe and GitHub (`skill/devtools/eventsamples.py`), with the
+EventBridge, a DynamoDB Pipe and GitHub (`funker_dispatch/devtools/eventsamples.py`), with the
 credentials of the configuration the endpoint runs (`--config`):
 
     events send eventbridge --source aws.ec2 --detail-type "EC2 Instance State-change Notification"
@@ -38,10 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus
 
+from funker_dispatch.devtools.eventsamples import Request
+from funker_dispatch.devtools.options import timeout_flag
 from skill.client import EndpointError, EndpointProtocolError, EndpointUnreachable, post
-from skill.devtools.eventsamples import Request
 from skill.settings import DEVELOPMENT_TOPIC, Settings
-from skill.terminal import one_line
+from skill.text import one_line
 
 if TYPE_CHECKING:
     from verification.devca import DevCA
@@ -56,8 +57,8 @@ EVENT_DEFAULTS = {"s3": "ObjectCreated:Put", "dynamodb": "INSERT", "github": "pu
 STATES = ("ALARM", "OK", "INSUFFICIENT_DATA")
 
 
-def add_parser(commands: Any, timeout_flag: Any) -> None:
-    """`events send` on the command line (called by skill/cli.py)."""
+def add_parser(commands: Any) -> None:
+    """`events send` on the command line (the command line's, and the console's defaults)."""
     events = commands.add_parser(
         "events", help="event trigger tools: send a realistic SNS, EventBridge or GitHub delivery"
     )
@@ -107,7 +108,7 @@ def add_parser(commands: Any, timeout_flag: Any) -> None:
 
 def _webhook_flags(send: Any) -> None:
     """The flags of the eventbridge, dynamodb and github kinds."""
-    from skill.devtools import eventsamples
+    from funker_dispatch.devtools import eventsamples
 
     send.add_argument(
         "--config",
@@ -203,7 +204,7 @@ def _send_webhook(args: argparse.Namespace) -> int:
 def webhook_delivery(args: argparse.Namespace, settings: Settings, now: datetime) -> Request:
     """What EventBridge (an event, or a Pipe's DynamoDB batch) or GitHub would POST for
     `args`, with `settings`' credentials; ValueError when it cannot be built."""
-    from skill.devtools import eventsamples
+    from funker_dispatch.devtools import eventsamples
 
     endpoint = ENDPOINTS[args.kind]
     table = getattr(settings.triggers, endpoint)

@@ -439,8 +439,9 @@ def envelope(
     """The complete request envelope around `request`, for the session's state.
 
     `api_url` and `api_token` (`apiEndpoint`, `apiAccessToken`) stand in for Alexa's
-    API: the tools' local one (skill/devtools/alexa_api.py). Without them the regional endpoint
-    is named and no token is sent, so no progressive response can be posted anywhere.
+    API: the tools' local one (funker_dispatch/devtools/alexa_api.py). Without them the
+    regional endpoint is named and no token is sent, so no progressive response can be
+    posted anywhere.
     """
     application = {"applicationId": session.application_id}
     user = {"userId": session.user_id}
