@@ -11,7 +11,7 @@ through the real verification path.
 Why each guard (the console is a signing service: it signs whatever it is
 asked to with the development CA and the trigger credentials):
 
-- `[console] enabled` only, on a loopback admin host only (skill/settings.py).
+- `[console] enabled` only, on a loopback admin host only (skill/settings/load.py).
 - Every `/console` path answers only to a `Host` naming the admin listener
   itself (`127.0.0.1:3001`, `localhost:3001`): a page from another site that
   rebinds its own name to 127.0.0.1 (DNS rebinding) gets nothing.
