@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-busy test-swarm lint fuzz bench clean
+.PHONY: run test test-busy test-swarm lint fuzz bench docs clean
 
 # The interpreter .venv was made with: `make run PYTHON=python3.12` remakes it with that one.
 INTERPRETER := $(VENV)/.interpreter
@@ -28,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/funker-dispatch serve
 
 # The same suite while stress-ng keeps every core, 2 GiB of memory and loopback sockets busy
-# (DESIGN §14): no verdict may depend on an idle machine. Installs stress-ng as root.
+# (docs/robustness.md): no verdict may depend on an idle machine. Installs stress-ng as root.
 test-busy: $(STAMP)
 	tests/busy.sh $(MAKE) test
 
@@ -37,6 +37,11 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest --ignore=tests/swarm
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+# The documentation site in site/: broken links and anchors fail the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Builds every image of docker-stack.yml from the working tree and deploys the
 # stack on the engine's swarm ($DOCKER, else docker on PATH); skipped, saying
@@ -58,4 +63,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -1,6 +1,6 @@
 """The README's pictures of the console, made the way tests/browser sees it.
 
-    .venv/bin/python docs/screenshots.py        # writes docs/console-*.png
+    .venv/bin/python docs/screenshots.py        # writes the console-*.png of docs/images/
 
 Starts the embedded default (what `make run` starts) on free ports with a
 state directory of its own, drives Debian's headless Chromium through the
@@ -22,7 +22,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from tests.browser.conftest import launch, open_page, start_embedded, stop_embedded  # noqa: E402
 
-DOCS = ROOT / "docs"
+DOCS = ROOT / "docs" / "images"
 TURNS = "li.turn:not(.pending)"
 WIDE = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
