@@ -1,7 +1,8 @@
 """What the README tells a newcomer to type does what the README says it does.
 
 The curl commands of "Try it" run as written against a real server (its URL
-swapped in); the listeners paragraph names every public path the server has.
+swapped in); the listeners paragraphs (README and the operations page) name every
+public path the server has; every file the README links to exists.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pytest
 
 from skill.events import PATHS
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
 
 
 def curl_commands() -> list[tuple[str, str]]:
@@ -48,7 +51,23 @@ def test_each_readme_curl_gets_the_status_it_promises(start_server, command, sta
     assert done.stdout == status, done.stderr
 
 
-def test_the_listeners_paragraph_names_every_event_endpoint():
-    paragraph = README[README.index("Two listeners.") :].split("\n\n", 1)[0]
+@pytest.mark.parametrize("text", [README, OPERATIONS], ids=["README", "operations"])
+def test_the_listeners_paragraph_names_every_event_endpoint(text):
+    paragraph = text[text.index("Two listeners") :].split("\n\n", 1)[0]
     for path in PATHS.values():
         assert f"`{path}`" in paragraph or f"`POST {path}`" in paragraph, path
+
+
+def test_the_readme_is_short_and_opens_with_the_two_commands():
+    assert len(README.encode()) <= 16 * 1024
+    assert [line.split()[:2] for line in README.splitlines()[3:5]] == [
+        ["make", "run"],
+        ["make", "test"],
+    ]
+
+
+def test_every_file_the_readme_links_exists():
+    targets = re.findall(r"\]\(([^)#\s]+)", README) + re.findall(r'src="([^"]+)"', README)
+    assert targets
+    missing = [target for target in targets if not (ROOT / target).exists()]
+    assert missing == []
