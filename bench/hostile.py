@@ -1,6 +1,6 @@
 """What hostile or merely unlucky clients do to a running server (printed, never asserted).
 
-The figures behind DESIGN §14's rules, each from a real server (2 workers ×
+The figures behind docs/robustness.md's rules, each from a real server (2 workers ×
 8 threads, production-shaped) and real function processes on loopback:
 
   github-memory    40 unsigned 25 MiB POSTs to /events/github at once: the workers'

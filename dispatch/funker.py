@@ -6,7 +6,7 @@ ASK SDK or Flask, so a function author can `serve()` with the standard library o
 
 Client: connect, send UTF-8 JSON, half-close (SHUT_WR), read to EOF, parse one value.
 Server: accept, read to EOF, call the handler, write one JSON value, close.
-Both sides interoperate with Python funker 0.0.1 and Node funker (DESIGN §3).
+Both sides interoperate with Python funker 0.0.1 and Node funker (docs/functions.md).
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def _describe(exc: OSError) -> str:
     return (exc.strerror or type(exc).__name__).lower()
 
 
-# Per-process bound on calls in flight to one route (DESIGN §3: a published function
+# Per-process bound on calls in flight to one route (docs/functions.md: a published function
 # serves one connection at a time and resets the ones queued behind it). Keyed with
 # the limit so a reloaded route with a new limit gets a fresh semaphore.
 _slots: dict[tuple[str, str, int, int], threading.BoundedSemaphore] = {}
@@ -479,7 +479,7 @@ def serve(
     in the listen backlog, so slow clients cannot exhaust threads. A handler
     that raises, and a request too large, too slow or not one JSON value, get
     no answer: the connection closes and the reason is logged here, so the
-    caller sees a failure (DESIGN §14), never an ordinary `{"error": ...}` value.
+    caller sees a failure (docs/robustness.md), never an ordinary `{"error": ...}` value.
 
     On a stop signal it accepts nothing more and lets requests already being
     handled finish (up to `SHUTDOWN_GRACE` seconds), so a swarm update does

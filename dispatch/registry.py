@@ -16,7 +16,7 @@ MAX_ROUTE_TIMEOUT = 60.0
 #: (The configuration checks the tighter bound, the route's own deadline, once all keys are read.)
 MAX_PROGRESSIVE_AFTER = 8.0
 
-#: Keys a route table may carry (DESIGN §6); anything else fails at start.
+#: Keys a route table may carry (docs/configuration.md); anything else fails at start.
 ROUTE_KEYS = frozenset(
     {
         *("host", "port", "timeout", "arguments", "idempotent", "concurrency", "speech", "probe"),
@@ -87,7 +87,7 @@ class Route:
     concurrency: int | None = None  # calls in flight from this process; None = unbounded
     speech: str | Mapping[str, str] | None = None  # template for data answers
     probe: str | None = None  # "connect" opts in to TCP probes
-    # Progressive response (DESIGN §13): its text (plain, or a table by locale; None = the
+    # Progressive response (docs/alexa.md): its text (plain, or a table by locale; None = the
     # skill's localized "One moment."), and seconds before it is sent (None = [dispatch]'s,
     # 0 = never for this route).
     progressive: str | Mapping[str, str] | None = None

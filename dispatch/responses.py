@@ -1,4 +1,4 @@
-"""Function output → Reply: the four answer forms of DESIGN §4, Alexa's limits, apologies.
+"""Function output → Reply: the four answer forms of docs/functions.md, Alexa's limits, apologies.
 
 A `Reply` is plain data in Alexa's own response format. The skill turns it
 into the ASK SDK's model and response; nothing here knows the SDK, so the
@@ -104,7 +104,7 @@ def to_reply(
     *,
     carried_attributes: Mapping[str, Any] | None = None,
 ) -> Reply:
-    """Map one function answer (any JSON value) to a Reply, as DESIGN §4 says.
+    """Map one function answer (any JSON value) to a Reply, as docs/functions.md says.
 
     Which form an answer is depends on its keys alone; a part of the right
     form but the wrong shape is a BadReply, not data. `carried_attributes` are

@@ -138,7 +138,7 @@ def create_app(settings: Settings) -> Flask:
     verifiers = build_verifiers(settings)
     # The signature is checked in the pre-check on the raw bytes, before the SDK
     # builds a single model object: an unsigned body costs a header lookup, a
-    # forged one one RSA verify, whatever its shape (DESIGN §14). Timestamp and
+    # forged one one RSA verify, whatever its shape (docs/robustness.md). Timestamp and
     # skill id need the parsed envelope and stay with the SDK.
     signature = next((v for v in verifiers if isinstance(v, SignatureVerifier)), None)
     adapter = SkillAdapter(
@@ -221,7 +221,7 @@ def _progressive_hosts(settings: Settings) -> tuple[str, ...]:
 
     The console serves the directive API on the admin listener itself (loopback
     only, its own bearer token), so a turn it sends shows the "One moment."
-    the server sent while the function worked (DESIGN §13).
+    the server sent while the function worked (docs/alexa.md).
     """
     hosts = settings.dispatch.progressive_hosts
     if settings.console.enabled and settings.server.admin_port:
@@ -232,7 +232,7 @@ def _progressive_hosts(settings: Settings) -> tuple[str, ...]:
 def body_cap(settings: Settings) -> Callable[[str], int]:
     """The largest body each path accepts, for the server's bridge (413 above it)."""
 
-    caps = _event_caps(settings)  # the event endpoints' own (DESIGN §11)
+    caps = _event_caps(settings)  # the event endpoints' own (docs/events/index.md)
 
     def cap(path: str) -> int:
         return caps.get(path, MAX_BODY_BYTES)  # Alexa's cap everywhere else

@@ -1,6 +1,6 @@
 """The request body before and inside the SDK: pre-check, one JSON parse, unknown types.
 
-The pre-check (DESIGN §2, the sanctioned seam) refuses what the SDK would
+The pre-check (docs/reference/code-map.md, the sanctioned seam) refuses what the SDK would
 answer with an HTML 500. It parses the body once; `EnvelopeSerializer` reuses
 that parse for the SDK's model objects, and handlers read the raw dict through
 `raw_envelope()` so functions receive the request exactly as Alexa sent it,
@@ -25,7 +25,7 @@ from ask_sdk_model import Request, RequestEnvelope  # noqa: E402
 
 from skill.sdkmodel import ModelSerializer  # noqa: E402
 
-MAX_BODY_BYTES = 128 * 1024  # Alexa sends a few KiB; DESIGN §14
+MAX_BODY_BYTES = 128 * 1024  # Alexa sends a few KiB; docs/robustness.md
 MAX_DEPTH = 64  # Alexa envelopes nest about 8 deep; deeper is an attack or a bug
 
 # (body text, parsed dict, body bytes) of the request this thread is serving.

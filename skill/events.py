@@ -1,4 +1,4 @@
-"""The event endpoints' thin Flask view, POST /events/sns, /eventbridge, /github (DESIGN §11).
+"""The event endpoints' thin Flask view: POST /events/sns, /eventbridge, /github (docs/events).
 
 The view hands the raw body and headers to the endpoint of its path
 (`triggers.endpoint`) and writes its answer; what happened becomes one JSON
@@ -115,7 +115,7 @@ def register(app: Flask, settings: Settings) -> None:
 
 
 def admission(app: Flask) -> EventAdmission:
-    """Event deliveries' own threads and body budget, for the server's bridge (DESIGN §14)."""
+    """Event deliveries' own threads and body budget, for the bridge (docs/robustness.md)."""
     settings: Settings = app.config["SETTINGS"]
     return EventAdmission(
         paths=frozenset(PATHS[trigger] for trigger in app.extensions[_STATE]),
@@ -190,10 +190,10 @@ ANSWERS_SHOWN = 32_000
 
 
 def event_record(line: dict[str, Any], delivery: Delivery) -> dict[str, Any]:
-    """The delivery's log line with each rule fired and its function's answer (DESIGN §12).
+    """The delivery's log line with each rule fired and its function's answer (docs/console.md).
 
     Only the console that sent the delivery gets this (skill/trace.py): the
-    sender's answer and the log never carry a function's answer (DESIGN §11).
+    sender's answer and the log never carry a function's answer (docs/events/index.md).
     """
     rules = []
     room = ANSWERS_SHOWN
@@ -222,7 +222,7 @@ def traced_answer(value: Any) -> str | None:
 
 
 def observe(delivery: Delivery, total_ms: float, trigger: str = "sns") -> dict[str, Any]:
-    """The metrics and JSON log lines of one delivery (DESIGN §11); returns the delivery's line."""
+    """The metrics and JSON log lines of one delivery (docs/operations.md); returns its line."""
     measure = metrics()
     if delivery.outcome == "refused":
         measure.event_verification_failures.labels(source=trigger, reason=delivery.reason).inc()

@@ -121,7 +121,7 @@ class Dispatcher:
         timeout = min(self.deadline, route.timeout or self.deadline)
         if record.arrived is not None:
             # The deadline counts from arrival: Alexa's 8 s run while a request waits for
-            # a thread too, and an apology late is as lost as an answer late (DESIGN §14).
+            # a thread too, and an apology late is as lost as an answer late (docs/robustness.md).
             timeout -= time.monotonic() - record.arrived
             if timeout <= 0:
                 detail = "no time left after waiting for a thread"

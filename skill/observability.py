@@ -1,4 +1,4 @@
-"""Metrics and the per-request log line (DESIGN §7), correct under several server workers.
+"""Metrics and the per-request log line (docs/operations.md), correct under several server workers.
 
 prometheus-client decides at import time whether it runs in multiprocess
 mode, so `prepare_multiprocess()` must run in the server's master before
@@ -95,7 +95,7 @@ PROGRESSIVE_OUTCOMES = ("sent", "failed", "skipped")
 
 
 class Metrics:
-    """The metrics of DESIGN §7, §11 and §13. One instance per process (registry is global)."""
+    """The metrics of docs/operations.md. One instance per process (the registry is global)."""
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram

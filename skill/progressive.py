@@ -1,4 +1,4 @@
-"""Progressive responses (DESIGN §13): one "One moment." while a slow function works.
+"""Progressive responses (docs/alexa.md): one "One moment." while a slow function works.
 
 Alexa waits about 8 s for an answer and the user hears nothing meanwhile; its
 Progressive Response API lets a skill speak before the answer is ready. When a

@@ -1,4 +1,4 @@
-"""The public listener's own record of a request, handed to the console that sent it (DESIGN §12).
+"""The public listener's record of a request, handed to the console that sent it (docs/console.md).
 
 The console runs in the admin process and sends each turn to the public
 listener over loopback, like any client; its trace must be what the server

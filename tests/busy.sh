@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test-busy`: run a command (the suite) while stress-ng loads the machine as another
-# tenant would (DESIGN §14): a CPU hog on every core, memory churned and held, and loopback
+# tenant would (docs/robustness.md): a CPU hog on every core, memory churned and held, and loopback
 # socket traffic. No test's verdict may depend on the machine being idle.
 #
 # stress-ng comes from Debian's packages; as root it is installed when missing.

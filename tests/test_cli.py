@@ -115,7 +115,7 @@ def _every_parser(parser):
 
 
 def test_no_help_text_cites_a_document_users_do_not_have():
-    # "DESIGN §11" pointed at the project's internal contract, which is not shipped.
+    # "docs/events/index.md" pointed at the project's internal contract, which is not shipped.
     from funker_dispatch.cli import build_parser
 
     for parser in _every_parser(build_parser()):

@@ -1,4 +1,4 @@
-"""The console's guards (DESIGN §12), on the admin app in process: off unless enabled, its own
+"""The console's guards (docs/console.md), on the admin app in process: off unless enabled, its own
 Host only, a per-page token and the page's own origin on every API call, JSON bodies.
 
 What the console does with a request that passes is tested against a real server and a real

@@ -1,4 +1,4 @@
-"""The public app hands its own request record to the console that sent the request (DESIGN §12).
+"""The public app hands its own request record to the console that sent it (docs/console.md).
 
 Only a request marked with an HMAC of its body under the process's console key
 gets the record back, in `X-Funker-Trace`; the record is the request log line
@@ -220,7 +220,7 @@ def test_an_unmarked_event_gets_no_trace_and_no_answer(tmp_path, event_function_
     answer = app.test_client().post("/events/github", data=body, headers=headers)
     assert answer.status_code == 200
     assert trace.TRACE_HEADER not in answer.headers
-    assert b"remembered" not in answer.data  # DESIGN §11: the function's answer is not returned
+    assert b"remembered" not in answer.data  # the function's answer is not returned
 
 
 def test_without_the_console_a_marked_event_gets_nothing(tmp_path, event_function_port):

@@ -2,7 +2,7 @@
 tell Alexa about it.
 
 Each runs as a real process, asked over the funker protocol first with the
-event payload the dispatcher sends (DESIGN §11), then with an Alexa request.
+event payload the dispatcher sends (docs/events/index.md), then with an Alexa request.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def route(port: int, host: str = "127.0.0.1", **options: Any) -> Route:
 
 
 #: The deadline of calls and waits whose outcome is not a deadline: none that works reaches
-#: it, however loaded the machine, so no verdict races the clock (DESIGN §14).
+#: it, however loaded the machine, so no verdict races the clock (docs/robustness.md).
 PATIENCE = 60.0
 
 

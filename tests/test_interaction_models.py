@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "interaction_models"
 LOCALES = ("en-US", "en-GB")
 CUSTOM_INTENTS = {"SpaceCountIntent", "HelloIntent", "HostnameIntent", "CaptainsIntent"}
-# What certification requires of every custom skill (DESIGN §8).
+# What certification requires of every custom skill (docs/alexa.md).
 REQUIRED_BUILT_INS = {
     "AMAZON.HelpIntent",
     "AMAZON.StopIntent",

@@ -18,6 +18,7 @@ dispatch and verification never import each other.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,3 +155,32 @@ def test_no_import_circle_among_first_party_modules():
 def test_the_walk_sees_an_import_inside_a_function(tmp_path):
     # The rule would be empty if lazy imports were missed: the server imports the app so.
     assert "skill.app" in graph()["funker_dispatch.server.serve"]
+
+
+def shipped_files() -> list[Path]:
+    skip = {".venv", ".git", "build", "site", "__pycache__", ".pytest_cache", ".ruff_cache"}
+    skip |= {path.name for path in ROOT.glob("*.egg-info")}
+    return [
+        path
+        for path in ROOT.rglob("*")
+        if path.is_file()
+        and not skip.intersection(path.relative_to(ROOT).parts)
+        and path.suffix in {".py", ".js", ".html", ".css", ".md", ".toml", ".yml", ".sh", ""}
+    ]
+
+
+def test_every_reference_into_the_docs_names_a_page_that_exists():
+    """Comments point readers at docs/ pages, which ship with the code; a page moved or
+    renamed must not leave them pointing at nothing. (The design notes the project was
+    specified from are not part of it, so nothing may cite them.)"""
+    cited = "DESIGN" + " §"
+    broken, citing = [], []
+    for path in shipped_files():
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if cited in text:
+            citing.append(str(path.relative_to(ROOT)))
+        for target in re.findall(r"\bdocs/[\w/.-]*\w", text):
+            if not (ROOT / target).exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+    assert citing == []
+    assert broken == []

@@ -1,4 +1,4 @@
-"""Progressive responses (DESIGN §13): configuration, the origin rule, the directive and the sender.
+"""Progressive responses (docs/alexa.md): configuration, the origin rule, directive and sender.
 
 Alexa's API is a real HTTP server on loopback (tests/alexa_api.py): nothing here
 reaches Amazon. The end-to-end behaviour (a real server, a slow function, the

@@ -1,4 +1,4 @@
-"""Function output → Reply (DESIGN §4): each answer form, templates, Alexa's limits, apologies."""
+"""Function output → Reply (docs/functions.md): answers, templates, limits, apologies."""
 
 from __future__ import annotations
 

@@ -253,7 +253,7 @@ def test_welcome_lists_samples_from_the_configured_interaction_models(tmp_path):
     assert "who served this answer" in reply["response"]["outputSpeech"]["ssml"]
 
 
-# --- bounded values (DESIGN §14) and the admin listener (§7) ----------------------
+# --- bounded values (docs/robustness.md) and the admin listener (§7) ----------------------
 
 
 @pytest.mark.parametrize(

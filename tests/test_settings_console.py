@@ -1,4 +1,4 @@
-"""`[console] enabled` (DESIGN §12): off unless asked, on in the embedded default, loopback only."""
+"""`[console] enabled` (docs/console.md): off unless asked, on in the default, on loopback."""
 
 from pathlib import Path
 

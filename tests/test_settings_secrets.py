@@ -1,4 +1,4 @@
-"""Secret files are refused when others could replace them, as ssh refuses such a key (DESIGN §14).
+"""Secret files others could replace are refused, as ssh refuses such a key (docs/robustness.md).
 
 A secret file writable by its group or by everyone fails the start, naming the
 file and the key: any local user could swap the HMAC secret or the admin token

@@ -118,7 +118,7 @@ def test_rule_names_are_short_and_plain(name):
         parse_rule(name, {"source": "s3", "host": "uploads"}, default_port=9999)
 
 
-# --- EventBridge, DynamoDB and GitHub (DESIGN §11) ------------------------------------------
+# --- EventBridge, DynamoDB and GitHub (docs/events/index.md) --------------------------------------
 
 
 def envelope(source: str = "aws.ec2", detail_type: str = "EC2 Instance State-change Notification"):

@@ -83,7 +83,7 @@ def chain() -> pki.AlexaChain:
     return pki.alexa_chain()
 
 
-# --- Amazon's real request (DESIGN §10) -------------------------------------------------------
+# --- Amazon's real request (docs/robustness.md) ---------------------------------------------------
 
 
 def amazon_request() -> tuple[dict[str, str], bytes, datetime, bytes]:
@@ -594,7 +594,7 @@ def test_prefetch_validates_and_caches_so_the_first_request_fetches_nothing(chai
     assert fetch.calls == [chain.url]
 
 
-# --- fetching cannot be abused (DESIGN §14) -----------------------------------------------------
+# --- fetching cannot be abused (docs/robustness.md) -----------------------------------------------
 
 UNSIGNED = {"Signature-256": base64.b64encode(b"\0" * 256).decode()}  # base64, but no signature
 

@@ -1,4 +1,4 @@
-"""SnsVerifier: AWS's own signed message, and every way an SNS delivery is wrong (DESIGN §11)."""
+"""SnsVerifier: AWS's own signed message, and every way an SNS delivery is wrong (docs/events)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Event triggers (DESIGN §11): deliveries from AWS and GitHub become funker function calls.
+"""Event triggers (docs/events): deliveries from AWS and GitHub become funker function calls.
 
 One module per sender only parses its verified delivery into plain `Event`
 values (`sns.py`; `eventbridge.py`, with `dynamodb.py` for the DynamoDB

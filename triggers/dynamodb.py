@@ -11,7 +11,7 @@ The event a function receives keeps the record exactly as sent, and adds
 function need not know the type descriptors. Numbers are exact: DynamoDB
 holds up to 38 significant digits, a double 15-17, so an integral number
 within ±2^53 (what every JSON reader holds exactly) becomes a JSON integer
-and every other number stays the string DynamoDB sent (DESIGN §11).
+and every other number stays the string DynamoDB sent (docs/events/index.md).
 """
 
 from __future__ import annotations

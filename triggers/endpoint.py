@@ -1,4 +1,4 @@
-"""One delivery, start to answer: verify, confirm or parse, match, fan out (DESIGN §11).
+"""One delivery, start to answer: verify, confirm or parse, match, fan out (docs/events/index.md).
 
 `SnsEndpoint`, `EventBridgeEndpoint` and `GitHubEndpoint` each take one
 sender's POST: `receive(headers, body)` returns a `Delivery`, the HTTP status
@@ -106,7 +106,7 @@ def fire(
     """
     if len(events) > MAX_EVENTS:
         # One delivery is one request's worth of calls: a thousand-record body is not a
-        # sender's, and would hold the fan-out for everyone else (DESIGN §11).
+        # sender's, and would hold the fan-out for everyone else (docs/events/index.md).
         return refusal("too-many-events", f"at most {MAX_EVENTS} events in one delivery", 413)
     pairs: list[tuple[Event, Rule]] = []
     unmatched = []
@@ -297,7 +297,7 @@ def refusal(
     )
 
 
-# --- EventBridge and GitHub (DESIGN §11) ---------------------------------------------------
+# --- EventBridge and GitHub (docs/events/index.md) ------------------------------------------------
 
 
 class EventBridgeEndpoint:
@@ -324,7 +324,7 @@ class EventBridgeEndpoint:
         self._now = now or (lambda: datetime.now(UTC))
 
     def body_check(self, headers: Mapping[str, str]) -> bool:
-        """Whether the body is worth reading: the credential is in the headers (DESIGN §14)."""
+        """Whether the body is worth reading: the credential is in the head (docs/robustness.md)."""
         try:
             self.auth.verify(headers)
         except VerificationFailed:
@@ -403,7 +403,7 @@ class GitHubEndpoint:
 
     def body_check(self, headers: Mapping[str, str]) -> hmac.HMAC | bool:
         """False when the headers alone refuse the delivery: its body is never read (up
-        to 25 MiB of it). Else the HMAC to compute as the body arrives (DESIGN §14)."""
+        to 25 MiB of it). Else the HMAC to compute as the body arrives (docs/robustness.md)."""
         if self.refusal_on_headers(headers) is not None:
             return False
         return self.signature.hasher()

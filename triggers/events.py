@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: An event id's length at most: ids are remembered for `max_age` (DESIGN §11), so their
+#: An event id's length at most: ids are remembered for `max_age` (docs/events/index.md), so their
 #: size, not only their number, must be bounded. Senders' ids are 36-64 characters.
 MAX_ID_CHARS = 128
 #: Events one delivery may carry (an API destination gets one; SNS one S3 record a message).
@@ -36,7 +36,7 @@ class Event:
 
 
 def payload(event: Event, rule: str) -> dict[str, Any]:
-    """The JSON object the function of `rule` receives for `event` (DESIGN §11)."""
+    """The JSON object the function of `rule` receives for `event` (docs/events/index.md)."""
     return {
         "trigger": event.source,
         "rule": rule,

@@ -30,7 +30,7 @@ from dispatch.funker import FunctionError
 from triggers.events import Event, payload
 from triggers.rules import Rule
 
-#: Event ids remembered per process, at most (DESIGN §11).
+#: Event ids remembered per process, at most (docs/events/index.md).
 MAX_IDS = 10_000
 #: Function calls in flight at once from one process's fan-outs; the rest queue in the deadline.
 MAX_WORKERS = 32
@@ -51,8 +51,8 @@ class Fired:
     reason: str | None = None  # the FunctionError kind, or why it was a duplicate
     function_ms: float | None = None
     function: str = ""  # host:port, for the operator log
-    # The function's answer: neither returned to the sender nor logged (DESIGN §11); only
-    # the console's trace shows it (DESIGN §12).
+    # The function's answer: neither returned to the sender nor logged (docs/events/index.md); only
+    # the console's trace shows it (docs/console.md).
     answer: Any = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ A rule names a `source`, match keys (every key given must match; a list
 matches when any of its values does; `*` is the only glob character), and
 where its function runs: `host`, `port`, `timeout` (only shortens the
 endpoint's deadline), `idempotent`, `concurrency` — the route keys of
-DESIGN §3 that make sense for an event. Rules are parsed here, not by
+docs/functions.md that make sense for an event. Rules are parsed here, not by
 `dispatch.registry.parse_route`: intent routes carry keys (speech,
 arguments, progressive...) an event has no use for, and grow on their own.
 """
@@ -21,7 +21,7 @@ from triggers import dynamodb
 from triggers.events import Event
 from verification.sns import glob_pattern
 
-#: Match keys per source (DESIGN §11 table); a key a source does not know is a config error.
+#: Match keys per source (docs/events); a key a source does not know is a config error.
 MATCH_KEYS: dict[str, frozenset[str]] = {
     "s3": frozenset({"topic", "bucket", "event", "key_prefix", "key_suffix"}),
     "cloudwatch": frozenset({"topic", "alarm", "state"}),

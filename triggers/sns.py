@@ -2,7 +2,7 @@
 
 Only parsing happens here. What the message is decides the source, and
 `sns` is exclusive: S3 notifications, S3 test events and alarms never fire
-`sns` rules (DESIGN §11).
+`sns` rules (docs/events/index.md).
 
 - An S3 event notification (`Message` is JSON with `Records[].eventSource`
   `"aws:s3"`): one `s3` event per S3 record, id `<MessageId>#n` (n counting

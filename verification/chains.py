@@ -2,7 +2,7 @@
 
 Whoever signs with a certificate URL (Alexa today, SNS next) names the URL in
 the request itself, so an unsigned request chooses what we fetch. This cache
-is the one place that makes that cheap and harmless (DESIGN §14):
+is the one place that makes that cheap and harmless (docs/robustness.md):
 
 - Keys are the URL as its rules normalise it, so spellings of one URL share
   one entry, one fetch and one failure.

@@ -10,7 +10,7 @@ from ask_sdk_webservice_support.verifier import VerificationException  # noqa: E
 
 
 class VerificationFailed(VerificationException):
-    """A request failed verification; `reason` is a stable code (DESIGN §5).
+    """A request failed verification; `reason` is a stable code (docs/alexa.md).
 
     `message` is short, fixed text that may be shown to the HTTP client; `detail`
     (or None) is what happened in full — resolver errors, exception text, local
@@ -85,7 +85,7 @@ class ApplicationIdInvalid(VerificationFailed):
     reason = "application-id"
 
 
-# --- SNS (DESIGN §11): one class per reason code of the SNS endpoint ------------------------
+# --- SNS (docs/events/index.md): one class per reason code of the SNS endpoint --------------------
 
 
 class SnsVerificationFailed(VerificationFailed):
@@ -117,7 +117,7 @@ class SnsCertFetch(SnsVerificationFailed):
     """The signing certificate chain could not be had now (host unreachable, fetches busy).
 
     503, not 400: SNS retries only 5xx, and this is a passing condition, so a
-    4xx would silently drop a genuine message (DESIGN §11).
+    4xx would silently drop a genuine message (docs/events/index.md).
     """
 
     reason = "sns-cert-fetch"
@@ -161,7 +161,7 @@ class SnsSubscribeUrl(SnsVerificationFailed):
     reason = "sns-subscribe-url"
 
 
-# --- EventBridge and GitHub (DESIGN §11) -----------------------------------------------------
+# --- EventBridge and GitHub (docs/events/index.md) ------------------------------------------------
 
 
 class EventVerificationFailed(VerificationFailed):

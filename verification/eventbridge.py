@@ -1,4 +1,4 @@
-"""EventBridge API destination deliveries, authenticated as the connection sends them (DESIGN §11).
+"""EventBridge API destination deliveries, authenticated as the connection sends them (docs/events).
 
 An API destination calls an HTTPS endpoint with the credentials of an
 EventBridge *connection*: an API key (a header name and value the operator

@@ -1,4 +1,4 @@
-"""Amazon SNS HTTP/S deliveries, verified as strictly as Alexa's requests (DESIGN §11).
+"""Amazon SNS HTTP/S deliveries, verified as strictly as Alexa's requests (docs/events/index.md).
 
 Per delivery: the message-type header against the body's `Type`, the signed
 fields, the `SignatureVersion` ("1": SHA1withRSA, "2": SHA256withRSA), the

@@ -3,7 +3,7 @@
 Alexa puts its API's address in every request (`context.System.apiEndpoint`,
 with a short-lived `apiAccessToken`); a skill that is slow to answer POSTs a
 `VoicePlayer.Speak` to `{apiEndpoint}/v1/directives` and Alexa speaks it
-while the skill works (DESIGN §13). The development tools stand in for that
+while the skill works (docs/alexa.md). The development tools stand in for that
 API: for the length of one command a tiny HTTP server listens on loopback,
 the requests carry its URL and a token made up for the command, and every
 directive it receives is kept by request id, so the transcript can show

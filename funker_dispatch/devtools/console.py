@@ -1,4 +1,4 @@
-"""The web console (DESIGN §12): one page and its JSON API, on the admin listener.
+"""The web console (docs/console.md): one page and its JSON API, on the admin listener.
 
 A developer's tester page for their own endpoint: a conversation built from the
 interaction model, each turn's signed request and response, the server's own
@@ -23,7 +23,7 @@ asked to with the development CA and the trigger credentials):
   Content-Security-Policy allows only its own scripts.
 
 The server's trace of a turn comes back in a response header only the
-console can ask for (skill/trace.py). Progressive responses (DESIGN §13) are
+console can ask for (skill/trace.py). Progressive responses (docs/alexa.md) are
 received by a directive inbox served here, on the admin listener's own origin,
 which the public app allows as a progressive host while the console is on.
 """

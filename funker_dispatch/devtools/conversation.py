@@ -4,7 +4,7 @@
 the session as Alexa does (one session id, `new` on the first turn only, the
 session attributes of each response sent back with the next request). With a
 `LocalAlexaApi` the requests name it as Alexa's API, and each turn shows the
-progressive responses the skill sent while it worked (DESIGN §13).
+progressive responses the skill sent while it worked (docs/alexa.md).
 """
 
 from __future__ import annotations

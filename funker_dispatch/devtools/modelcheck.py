@@ -19,7 +19,7 @@ from typing import Any
 from dispatch.registry import NoRoute, Router, is_custom_intent
 from skill.models import DEFAULT_MODELS
 
-# What certification requires every custom skill to declare (DESIGN §8).
+# What certification requires every custom skill to declare (docs/alexa.md).
 REQUIRED_BUILT_INS = (
     "AMAZON.HelpIntent",
     "AMAZON.StopIntent",

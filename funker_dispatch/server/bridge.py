@@ -9,7 +9,7 @@ This bridge receives the body on the worker's event loop, capped and within
 `read_timeout`, and only then hands the request to a thread of a bounded
 pool that runs the Flask app. No published adapter buffers first under a
 deadline (asgiref's WsgiToAsgi buffers without one, a2wsgi streams), which
-is why these few lines exist. What it also owns (DESIGN §14):
+is why these few lines exist. What it also owns (docs/robustness.md):
 
 - Body bytes in flight per worker have a budget (`[server]
   max_body_bytes_in_flight`), counted as they arrive, never as a client

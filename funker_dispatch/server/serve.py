@@ -11,7 +11,7 @@ warm certificate cache (what gunicorn called preload).
 The public listener ([server] host/port) serves Alexa, /events/* and
 /healthz; the admin listener ([server] admin_host/admin_port, loopback by
 default) serves /healthz, /readyz, /metrics and /intents from a process of
-its own (DESIGN §7).
+its own (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def _granian(settings: Settings, host: str, port: int, workers: int) -> Any:
         http1_settings=HTTP1Settings(
             header_read_timeout=int(server.read_timeout * 1000),
             # hyper answers 431 to a head that outgrows its buffer: a head is held
-            # whole until parsed, so this bounds what each connection holds (DESIGN §14).
+            # whole until parsed, so this bounds what each connection holds (docs/robustness.md).
             max_buffer_size=MAX_HEAD_BYTES // 2,
         ),
         # Every connection holds a permit, idle ones included; granian's default

@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's Chromium driven by Playwright, against real servers (DESIGN §12).
+"""Browser fixtures: Debian's Chromium driven by Playwright, against real servers (docs/console.md).
 
 The main server is what `make run` starts: the embedded default, its seven
 example functions as real processes, verification on, the console enabled.

@@ -1,4 +1,4 @@
-"""The web console in a real browser (DESIGN §12): headless Chromium, the real embedded default.
+"""The web console in a real browser (docs/console.md): headless Chromium, the embedded default.
 
 Every turn goes from the page to the console's API, is signed there by the dev CA, sent
 over loopback to the public listener, verified, answered by a real function process,
@@ -186,7 +186,7 @@ def test_locales_come_from_the_model_and_a_switch_starts_a_session_in_it(console
 
 
 def test_the_page_and_a_turn_fetch_nothing_but_their_own_origin(browser, embedded):
-    # Usable offline (DESIGN §12): no CDN, no font or script from anywhere else.
+    # Usable offline (docs/console.md): no CDN, no font or script from anywhere else.
     context = browser.new_context()
     fetched: list[str] = []
     context.on("request", lambda r: fetched.append(r.url))

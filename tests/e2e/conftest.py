@@ -90,7 +90,7 @@ def start_server(
 
     Progressive responses are off (`FUNKER_DISPATCH_PROGRESSIVE_AFTER=0`) unless a test's
     `env` turns them on: `envelope()` names Alexa's real API, and a slow function must
-    never make a test server POST to it (DESIGN §13).
+    never make a test server POST to it (docs/alexa.md).
     """
     servers: list[Server] = []
     tmp_path = tmp_path_factory.mktemp("server")

@@ -29,7 +29,7 @@ REPLIES = {
             "shouldEndSession": True,
         },
     },
-    # Everything Alexa's response knows, as a function would write it (DESIGN §4 form 1).
+    # Everything Alexa's response knows, as a function would write it (docs/functions.md form 1).
     "faithful": lambda p: {
         "version": "1.0",
         "response": {

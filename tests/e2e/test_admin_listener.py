@@ -1,4 +1,4 @@
-"""Two listeners (DESIGN §7): Alexa's port serves only Alexa and /healthz; the rest is admin."""
+"""Two listeners (docs/operations.md): Alexa's port serves Alexa and /healthz; the rest is admin."""
 
 from __future__ import annotations
 

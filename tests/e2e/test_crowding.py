@@ -1,4 +1,4 @@
-"""No client can crowd Alexa out, and no delivery is lost to a failing function (DESIGN §14).
+"""No client crowds Alexa out, and no delivery is lost to a failing function (docs/robustness.md).
 
 Real servers over real sockets: event deliveries run on threads of their own
 and are answered 503 at once when those are busy; request bodies draw on a

@@ -1,5 +1,5 @@
 """POST /events/sns on a real server: test-CA-signed SNS deliveries reach real loopback functions;
-every bad variant of DESIGN §11 is refused with 4xx and calls nothing."""
+every bad variant of docs/events/index.md is refused with 4xx and calls nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Progressive responses end to end (DESIGN §13): a real server, real slow functions, a real API.
+"""Progressive responses end to end (docs/alexa.md): a real server, real slow functions, a real API.
 
 Alexa's directive API is a real HTTP server on loopback (tests/alexa_api.py),
 listed in the server's `[dispatch] progressive_hosts`; requests name it as

@@ -1,4 +1,4 @@
-"""Slow and idle clients cannot starve the server (DESIGN §14), over plain HTTP and TLS.
+"""Slow and idle clients cannot starve the server (docs/robustness.md), over plain HTTP and TLS.
 
 Real sockets against a real server shaped like production (2 workers × 8
 threads): connections that send one byte and go silent, that trickle a header

@@ -5,7 +5,7 @@ be sent twice) and whether to sign the body with the dev CA, so fuzzed bodies ge
 past verification and reach the SDK's deserializer and the handlers.
 
 A `FunctionAnswer` is the other side: the bytes a broken or hostile funker
-function sends back, in each of the four answer forms (DESIGN §4).
+function sends back, in each of the four answer forms (docs/functions.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A raw-socket function answers each example's bytes (1e400, "\\u0007", "\\ud800",
 deep nesting included) to a signed IntentRequest sent through the in-process
-app. The property (DESIGN §4): the reply is strict JSON with well-formed SSML
+app. The property (docs/functions.md): the reply is strict JSON with well-formed SSML
 and XML-legal text, or it is the spoken apology with reason bad-reply.
 """
 

@@ -1,7 +1,7 @@
 """Funker function: remembers the CloudWatch alarms SNS delivers, and says how they stand.
 
 One process, two faces. The dispatcher sends it every alarm state change
-(an `[events.alarms]` rule with `source = "cloudwatch"`: DESIGN §11's
+(an `[events.alarms]` rule with `source = "cloudwatch"`: docs/events/sns.md's
 payload, `{"trigger": "cloudwatch", "event": <the alarm>, ...}`), and when
 someone asks Alexa "what is the alarm status", the AlarmStatusIntent request:
 

@@ -2,7 +2,7 @@
 
 One process, two faces. The dispatcher sends it every push a GitHub webhook
 delivers (an `[events.deploys]` rule with `source = "github"` and `event =
-"push"`: DESIGN §11's payload, `{"trigger": "github", "event": <the push as
+"push"`: docs/events/eventbridge-github.md's payload, `{"trigger": "github", "event": <the push as
 GitHub sent it>, "attributes": {"event": "push", ...}}`), and when someone
 asks Alexa "what was the last deploy", the LastDeployIntent request:
 

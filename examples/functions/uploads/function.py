@@ -1,7 +1,7 @@
 """Funker function: remembers the files S3 reports uploaded, and says what came in today.
 
 One process, two faces. The dispatcher sends it every S3 upload (an
-`[events.uploads]` rule with `source = "s3"`: DESIGN §11's payload, with
+`[events.uploads]` rule with `source = "s3"`: docs/events/sns.md's payload, with
 `"s3": {"bucket", "key"}` and the key already decoded), and when someone asks
 Alexa "what was uploaded today", the UploadsIntent request:
 

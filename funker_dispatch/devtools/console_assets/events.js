@@ -58,7 +58,7 @@ async function send(kind, fields) {
 }
 
 // The server's trace (its record of the delivery) carries each rule's function answer;
-// the sender's own answer never does (DESIGN §11).
+// the sender's own answer never does (docs/events/index.md).
 function answerOf(trace, rule, index) {
   const traced = Array.isArray(trace?.rules) ? trace.rules[index] : null;
   if (!traced || traced.name !== rule.name) return "–";
