@@ -206,19 +206,19 @@ def progressive_arming_us(calls: int) -> tuple[float, float]:
     import json
 
     from dispatch.registry import Route
-    from skill.envelope import remember
+    from skill.envelope import raw_envelope, remember
     from skill.progressive import ProgressiveSender, Timer
 
     data = request_envelope()
     remember(json.dumps(data), data)
     route = Route(name="SpaceCountIntent", host="127.0.0.1", port=9, timeout=3.0)
     sender = ProgressiveSender(1.5, (BENCH_API_ORIGIN,), count=lambda outcome: None, timer=Timer())
-    sender.arm(route, "en-US", 3.0).done()  # type: ignore[union-attr]  (starts the timer thread)
+    sender.arm(route, "en-US", 3.0, envelope=raw_envelope()).done()  # type: ignore[union-attr]  (starts the timer thread)
     samples = []
     for _ in range(max(1, calls // 1000)):
         began = time.perf_counter()
         for _ in range(1000):
-            sender.arm(route, "en-US", 3.0).done()  # type: ignore[union-attr]
+            sender.arm(route, "en-US", 3.0, envelope=raw_envelope()).done()  # type: ignore[union-attr]
         samples.append((time.perf_counter() - began) / 1000 * 1e6)
     samples.sort()
     return statistics.median(samples), samples[int(len(samples) * 0.9)]

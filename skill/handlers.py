@@ -117,7 +117,8 @@ class Dispatcher:
             return self._apologise(record, locale, exc.kind, f"no route for {name}", request_id)
         record.route = route.name
         record.function = f"{route.host}:{route.port}"
-        payload = _payload(route)
+        envelope = raw_envelope()  # looked up once: the payload, the progressive target, attributes
+        payload = _payload(route, envelope)
         timeout = min(self.deadline, route.timeout or self.deadline)
         if record.arrived is not None:
             # The deadline counts from arrival: Alexa's 8 s run while a request waits for
@@ -128,7 +129,11 @@ class Dispatcher:
                 return self._apologise(record, locale, "deadline", detail, request_id)
         started = time.perf_counter()
         # Sent from another thread if the call outlasts its threshold; never waited for.
-        pending = self.progressive.arm(route, locale, timeout) if self.progressive else None
+        pending = (
+            self.progressive.arm(route, locale, timeout, envelope=envelope)
+            if self.progressive
+            else None
+        )
         try:
             raw = self.call(
                 route, payload, timeout=timeout, max_response_bytes=self.max_response_bytes
@@ -142,7 +147,7 @@ class Dispatcher:
                 pending.done()
         record.function_ms = (time.perf_counter() - started) * 1000
         try:
-            reply = to_reply(raw, route, locale or "en-US", carried_attributes=_carried())
+            reply = to_reply(raw, route, locale or "en-US", carried_attributes=_carried(envelope))
             return Answer.of(reply, route.name)
         except ReplyError as exc:
             return self._apologise(record, locale, exc.kind, str(exc), request_id)
@@ -164,20 +169,20 @@ class Dispatcher:
         return Answer.of(apology(locale or "en-US"))
 
 
-def _carried() -> dict[str, Any] | None:
+def _carried(envelope: dict[str, Any] | None) -> dict[str, Any] | None:
     """The request's session attributes: the SDK sends them back unless a reply sets its own."""
-    session = (raw_envelope() or {}).get("session")
+    session = (envelope or {}).get("session")
     attributes = session.get("attributes") if isinstance(session, dict) else None
     return attributes if isinstance(attributes, dict) else None
 
 
-def _payload(route: Route) -> dict[str, Any] | bytes:
+def _payload(route: Route, envelope: dict[str, Any] | None) -> dict[str, Any] | bytes:
     """The request as Alexa sent it: its very bytes, or narrowed to `route.arguments`."""
     if route.arguments is None:
         body = raw_body()
         if body is not None:
             return body
-    envelope = raw_envelope() or {}
+    envelope = envelope or {}
     if route.arguments is None:
         return envelope
     return {key: envelope[key] for key in route.arguments if key in envelope}

@@ -62,7 +62,6 @@ from ask_sdk_model.services.directive import (  # noqa: E402
 from dispatch.registry import Route  # noqa: E402
 from dispatch.responses import compact_json, escape_speech  # noqa: E402
 from skill import client  # noqa: E402
-from skill.envelope import raw_envelope  # noqa: E402
 from skill.messages import message  # noqa: E402
 from skill.text import one_line  # noqa: E402
 
@@ -300,17 +299,24 @@ class ProgressiveSender:
         self._clock = clock  # decides whether a skipped one was due (tests turn it)
         self._seen: dict[str, str] = {}
 
-    def arm(self, route: Route, locale: str | None, timeout: float) -> Pending | None:
+    def arm(
+        self,
+        route: Route,
+        locale: str | None,
+        timeout: float,
+        *,
+        envelope: dict[str, Any] | None,
+    ) -> Pending | None:
         """Arm for a call of `route` that may take `timeout` seconds; None when none can be due.
 
-        Runs in the request thread (the envelope is the one this thread serves).
+        `envelope` is the request being answered, as its caller already holds it.
         """
         after = self.after if route.progressive_after is None else route.progressive_after
         if not after or after >= timeout:
             return None  # off, or the call's own deadline comes first
-        where = target(raw_envelope(), self.origins, self._seen)
+        where = target(envelope, self.origins, self._seen)
         if isinstance(where, str):
-            return _Skip(self, self._clock() + after, route.name, where)
+            return _Skip(self, self._clock() + after, route.name, where, _request_id(envelope))
         now = time.monotonic()  # the timer thread's clock
         job = _Job(self, now + after, now + timeout, where, route, locale)
         self._timer.schedule(job)
@@ -341,7 +347,7 @@ class ProgressiveSender:
         log.info(
             "progressive response skipped: request_id=%s route=%s reason=progressive-skipped"
             " detail=%s",
-            _request_id(),
+            skip.request_id,
             skip.route_name,
             skip.why,
         )
@@ -357,8 +363,8 @@ def _detail(exc: BaseException, token: str) -> str:
     return one_line(text).replace(token, "<token>")[:300]
 
 
-def _request_id() -> str | None:
-    request = (raw_envelope() or {}).get("request")
+def _request_id(envelope: dict[str, Any] | None) -> str | None:
+    request = (envelope or {}).get("request")
     request_id = request.get("requestId") if isinstance(request, dict) else None
     return request_id[:128] if isinstance(request_id, str) else None
 
@@ -372,11 +378,19 @@ def _count_metric(outcome: str) -> None:
 class _Skip(Pending):
     """A request that cannot have a progressive response: counted only if one fell due."""
 
-    def __init__(self, sender: ProgressiveSender, due: float, route_name: str, why: str) -> None:
+    def __init__(
+        self,
+        sender: ProgressiveSender,
+        due: float,
+        route_name: str,
+        why: str,
+        request_id: str | None,
+    ) -> None:
         self.sender = sender
         self.due = due
         self.route_name = route_name
         self.why = why
+        self.request_id = request_id
 
     def done(self) -> None:
         if self.sender._clock() >= self.due:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from dispatch.registry import Route
-from skill.envelope import remember
+from skill.envelope import raw_envelope, remember
 from skill.progressive import (
     ALEXA_API_ORIGINS,
     ProgressiveSender,
@@ -421,7 +421,7 @@ def test_a_call_that_outlasts_its_threshold_sends_exactly_one(alexa_api):
     api, outcomes = alexa_api(), Outcomes()
     request_id = serving(envelope(api.url))
 
-    pending = sender_to(api, outcomes).arm(ROUTE, "en-US", timeout=5.0)
+    pending = sender_to(api, outcomes).arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope())
     (post,) = api.wait_for(1)
     wait_until(lambda: outcomes.seen == ["sent"], 30, "the outcome")
     pending.done()
@@ -435,10 +435,10 @@ def test_a_call_answered_before_its_threshold_sends_nothing(alexa_api):
     api, outcomes = alexa_api(), Outcomes()
     sender = sender_to(api, outcomes)
     serving(envelope(api.url))
-    sender.arm(ROUTE, "en-US", timeout=5.0).done()  # answered at once
+    sender.arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope()).done()  # answered at once
     # A later call that is slow: by the time its response arrives, the first was long due.
     slow_id = serving(envelope(api.url))
-    later = sender.arm(ROUTE, "en-US", timeout=5.0)
+    later = sender.arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope())
     (post,) = api.wait_for(1)
     later.done()
     assert post.json["header"]["requestId"] == slow_id
@@ -449,7 +449,7 @@ def test_a_failed_post_is_counted_and_logged_once_without_the_token(alexa_api, c
     api, outcomes = alexa_api("error"), Outcomes()
     request_id = serving(envelope(api.url, token="secret-token-42"))
     with caplog.at_level(logging.INFO, logger="funker_dispatch"):
-        pending = sender_to(api, outcomes).arm(ROUTE, "en-US", timeout=5.0)
+        pending = sender_to(api, outcomes).arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope())
         wait_until(lambda: outcomes.seen == ["failed"], 30, "the outcome")
         pending.done()
     (line,) = [r.getMessage() for r in caplog.records if "progressive" in r.getMessage()]
@@ -462,10 +462,17 @@ def test_a_failed_post_is_counted_and_logged_once_without_the_token(alexa_api, c
 def test_no_threshold_or_one_past_the_calls_deadline_arms_nothing(alexa_api):
     api, outcomes = alexa_api(), Outcomes()
     serving(envelope(api.url))
-    assert ProgressiveSender(0, (api.url,), count=outcomes).arm(ROUTE, "en-US", 5.0) is None
-    assert sender_to(api, outcomes).arm(ROUTE, "en-US", timeout=0.2) is None
+    assert (
+        ProgressiveSender(0, (api.url,), count=outcomes).arm(
+            ROUTE, "en-US", 5.0, envelope=raw_envelope()
+        )
+        is None
+    )
+    assert (
+        sender_to(api, outcomes).arm(ROUTE, "en-US", timeout=0.2, envelope=raw_envelope()) is None
+    )
     off = Route(name="Off", host="a", progressive_after=0)
-    assert sender_to(api, outcomes).arm(off, "en-US", timeout=5.0) is None
+    assert sender_to(api, outcomes).arm(off, "en-US", timeout=5.0, envelope=raw_envelope()) is None
 
 
 class Clock:
@@ -484,10 +491,10 @@ def test_a_request_that_cannot_have_one_counts_skipped_only_once_it_was_due(data
     outcomes, clock = Outcomes(), Clock()
     sender = ProgressiveSender(1.5, count=outcomes, clock=clock)
     serving(data)
-    sender.arm(ROUTE, "en-US", timeout=5.0).done()  # answered in no time
+    sender.arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope()).done()  # answered in no time
     assert outcomes.seen == []
     with caplog.at_level(logging.INFO, logger="funker_dispatch"):
-        pending = sender.arm(ROUTE, "en-US", timeout=5.0)
+        pending = sender.arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope())
         clock.now += 2.0  # the function took 2 s
         pending.done()
     assert outcomes.seen == ["skipped"]
@@ -499,11 +506,11 @@ def test_a_listener_not_allowed_is_never_connected_to(alexa_api):
     sender = sender_to(api, outcomes)  # only the stand-in's origin is listed
     with socket.create_server(("127.0.0.1", 0)) as listener:
         serving(envelope(f"http://127.0.0.1:{listener.getsockname()[1]}"))
-        refused = sender.arm(ROUTE, "en-US", timeout=5.0)
+        refused = sender.arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope())
         # One armed after it, to an allowed origin: once it has been sent, the first was
         # due earlier and would have been sent first.
         serving(envelope(api.url))
-        allowed = sender.arm(ROUTE, "en-US", timeout=5.0)
+        allowed = sender.arm(ROUTE, "en-US", timeout=5.0, envelope=raw_envelope())
         wait_until(lambda: outcomes.seen == ["sent"], 30, "the allowed one to be sent")
         refused.done()
         allowed.done()
