@@ -43,6 +43,7 @@ from funker_dispatch.devtools.options import timeout_flag
 from skill.client import EndpointError, EndpointProtocolError, EndpointUnreachable, post
 from skill.settings import DEVELOPMENT_TOPIC, Settings
 from skill.text import one_line
+from verification.snsurl import topic_region
 
 if TYPE_CHECKING:
     from verification.devca import DevCA
@@ -167,6 +168,10 @@ def sns_delivery(args: argparse.Namespace, now: datetime, ca: DevCA | None = Non
     development CA's SNS leaf (`ca`, else the one in $FUNKER_DISPATCH_HOME), with SNS's
     headers. ValueError or OSError when it cannot be built (a bad recorded file)."""
     topic = args.topic or DEVELOPMENT_TOPIC
+    if topic_region(topic) is None:
+        raise ValueError(
+            f"--topic {topic!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+        )
     if args.file:
         message, described = recorded(Path(args.file), args.topic, now)
     elif args.confirm:
@@ -425,8 +430,8 @@ def recorded(path: Path, topic: str | None, now: datetime) -> tuple[dict[str, An
 
 
 def _region(topic: str) -> str:
-    parts = topic.split(":")
-    return parts[3] if len(parts) >= 6 and parts[3] else "us-east-1"
+    """The topic's region; sns_delivery has made sure `topic` is an SNS topic ARN."""
+    return topic_region(topic) or "us-east-1"
 
 
 def _sns_time(now: datetime) -> str:

@@ -172,6 +172,15 @@ def test_a_topic_the_endpoint_does_not_allow_is_403(server, home):
     assert "HTTP 403: refused, sns-topic: topic is not allowed here" in done.stdout
 
 
+@pytest.mark.parametrize("kind", ["sns", "s3", "cloudwatch"])
+def test_a_topic_that_is_no_topic_arn_is_a_usage_error_and_sends_nothing(server, home, kind):
+    # Its region would be made up, and the endpoint would refuse what it signs.
+    done = send(server, kind, "--topic", "my-topic", "--url", url(server), home=home)
+    assert done.returncode == 2
+    assert "--topic 'my-topic' is not an SNS topic ARN" in done.stderr
+    assert "POST" not in done.stdout
+
+
 def test_confirm_sends_a_subscription_confirmation(server, home):
     done = send(server, "--confirm", "--url", url(server), home=home)
     assert done.returncode == 0, done.stderr + done.stdout
