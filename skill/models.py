@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "interaction_models"
 
@@ -19,6 +20,9 @@ class LanguageModel:
     slots: dict[str, dict[str, str]] = field(default_factory=dict)  # intent -> slot -> type
     # custom slot type -> every value and synonym, as `spoken()` writes them
     values: dict[str, frozenset[str]] = field(default_factory=dict)
+    # The languageModel as the file holds it, read once at start: the developer's tools
+    # build their fuller model from it rather than reading a file edited since.
+    document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -62,7 +66,13 @@ def load_models(directory: Path | None = None) -> dict[str, LanguageModel]:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         models[path.stem] = LanguageModel(
-            path.stem, str(language.get("invocationName", "")), samples, path, slots, values
+            path.stem,
+            str(language.get("invocationName", "")),
+            samples,
+            path,
+            slots,
+            values,
+            language,
         )
     return models
 

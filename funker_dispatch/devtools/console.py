@@ -55,8 +55,8 @@ from funker_dispatch.devtools.simulator import (
     InteractionModel,
     NoMatch,
     SessionState,
+    choose_model,
     intent_samples,
-    load_interaction_model,
     match_utterance,
     undeclared_slots,
 )
@@ -176,21 +176,18 @@ class ConsoleInbox(DirectiveInbox):
 
 
 class PublicListener(HttpEndpoint):
-    """The public listener over loopback; each Alexa request marked for the server's trace,
-    and what was last sent kept (the page shows the exact bytes)."""
+    """The public listener over loopback, through the console's one `post` (which marks
+    each request for the server's trace), keeping what was last sent (the page shows the
+    exact bytes)."""
 
-    def __init__(self, url: str, trace_key: bytes | None, context: ssl.SSLContext | None) -> None:
+    def __init__(self, url: str, post: Callable[[str, bytes, Mapping[str, str]], Answer]) -> None:
         super().__init__(url)
-        self.trace_key = trace_key
-        self.context = context
+        self._post = post
         self.sent: tuple[bytes, dict[str, str]] = (b"", {})
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
         self.sent = (body, dict(headers))
-        marked = dict(headers)
-        if self.trace_key is not None:
-            marked[trace.MARKER_HEADER] = trace.marker(self.trace_key, body)
-        return client.post(self.url, body, marked, timeout=self.timeout, context=self.context)
+        return self._post(self.url, body, headers)
 
 
 class Console:
@@ -203,6 +200,7 @@ class Console:
         self.router = state["router"]
         self.models = state["models"]
         self.locales = sorted(self.models)
+        self._interaction_models: dict[str, InteractionModel] = {}
         self.trace_key: bytes | None = state["console_key"]
         server: ServerSettings = self.settings.server
         self.origin = admin_origin(server)
@@ -216,6 +214,14 @@ class Console:
         # that cannot sign should fail there, not at the developer's first click.
         self.ca = DevCA.load_or_create()
         self._csrf_key = secrets.token_bytes(32)  # this process's; pages of an older one fail
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """Every request the console sends its own public listener: over its certificate when
+        it serves TLS, and marked so the server hands back its record of the request."""
+        marked = dict(headers)
+        if self.trace_key is not None:
+            marked[trace.MARKER_HEADER] = trace.marker(self.trace_key, body)
+        return client.post(url, body, marked, context=self.tls)
 
     # --- guards ------------------------------------------------------------------------
 
@@ -346,7 +352,7 @@ class Console:
         return jsonify(self._turn(turn, conversation, listener, "send"))
 
     def _conversation(self, locale: str, session: Any) -> tuple[Conversation, PublicListener]:
-        listener = PublicListener(self.alexa_url, self.trace_key, self.tls)
+        listener = PublicListener(self.alexa_url, self.post)
         conversation = Conversation(
             listener,
             replace(self._model(locale), locale=locale),
@@ -412,17 +418,12 @@ class Console:
     # --- routes, certify ---------------------------------------------------------------
 
     def routes_view(self) -> Response:
-        """Every intent the intent menu offers: routed ones, and the built-ins answered here.
-
-        The model is read as the menu reads it (from its files, now), so an intent
-        added since the start is listed with the route it would take.
-        """
+        """Every intent the intent menu offers: routed ones, and the built-ins answered here
+        (the models as the server loaded them at start, as the menu has them)."""
         from skill.app import model_intents
         from skill.handlers import BUILT_INS
-        from skill.models import load_models
 
-        fresh = load_models(self.settings.skill.models_dir)
-        names = sorted({*model_intents(self.models), *model_intents(fresh)})
+        names = sorted(model_intents(self.models))
         probed = request.args.get("probe") in ("1", "true")
         rows = probe_router(self.router, names, timeout=1.0) if probed else self.router.table(names)
         listed = {row["name"] for row in rows}
@@ -434,10 +435,9 @@ class Console:
         return jsonify(intents=rows, probed=probed)
 
     def certify_view(self) -> Response:
-        certifier = Certifier(self.alexa_url, sign=self.ca.sign, skill_id=self.application_id)
-        if self.tls is not None:
-            context = self.tls
-            certifier.post = lambda u, b, h: client.post(u, b, h, context=context)
+        certifier = Certifier(
+            self.alexa_url, sign=self.ca.sign, skill_id=self.application_id, post=self.post
+        )
         stopped = None
         try:
             trusts, results = certifier.run()
@@ -499,11 +499,8 @@ class Console:
         except (OSError, ValueError) as exc:
             raise ConsoleRefused("malformed", str(exc)) from None
         url = f"{self.public}/events/{endpoint}"
-        marked = dict(delivery.headers)
-        if self.trace_key is not None:  # the server's record, with each function's answer
-            marked[trace.MARKER_HEADER] = trace.marker(self.trace_key, delivery.body)
         try:
-            answer = client.post(url, delivery.body, marked, context=self.tls)
+            answer = self.post(url, delivery.body, delivery.headers)
         except EndpointError as exc:
             raise ConsoleRefused("endpoint", str(exc), 502) from None
         try:
@@ -568,12 +565,12 @@ class Console:
         return str(locale)
 
     def _model(self, locale: str) -> InteractionModel:
-        return _interaction_model(locale, self.settings.skill.models_dir)
-
-
-@cache
-def _interaction_model(locale: str, directory: Path | None) -> InteractionModel:
-    return load_interaction_model(locale, directory)
+        """The locale's model as the server loaded it at start: the menu, the matching and
+        the routes all agree with what the skill answers, whatever the files say now."""
+        model = self._interaction_models.get(locale)
+        if model is None:
+            model = self._interaction_models[locale] = choose_model(self.models, locale)
+        return model
 
 
 @cache

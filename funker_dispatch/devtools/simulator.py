@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from skill.models import load_models
+from skill.models import LanguageModel, load_models
 
 ENVELOPE_VERSION = "1.0"
 
@@ -94,7 +94,11 @@ class ModelNotFound(LookupError):
 
 def load_interaction_model(locale: str, directory: Path | None = None) -> InteractionModel:
     """The model of `locale` (exact, else the same language), read from the skill package."""
-    models = load_models(directory)
+    return choose_model(load_models(directory), locale)
+
+
+def choose_model(models: Mapping[str, LanguageModel], locale: str) -> InteractionModel:
+    """The model of `locale` (exact, else the same language) among `models`, as loaded."""
     chosen = models.get(locale)
     if chosen is None:
         language = locale.split("-")[0].lower()
@@ -102,11 +106,7 @@ def load_interaction_model(locale: str, directory: Path | None = None) -> Intera
     if chosen is None or chosen.path is None:
         available = ", ".join(sorted(models)) or "none"
         raise ModelNotFound(f"no interaction model for locale {locale} (available: {available})")
-    # load_models keeps only intents and samples; slots and types come from the same file.
-    language_model = json.loads(chosen.path.read_text(encoding="utf-8"))["interactionModel"][
-        "languageModel"
-    ]
-    return interaction_model_from_json(language_model, chosen.locale, chosen.path)
+    return interaction_model_from_json(chosen.document, chosen.locale, chosen.path)
 
 
 def interaction_model_from_json(
