@@ -17,7 +17,7 @@ from funker_dispatch.cli import admin_extensions
 from skill.app import create_admin_app, create_app
 from skill.models import DEFAULT_MODELS
 from skill.settings import DEVELOPMENT_SKILL_ID, load_settings
-from tests.test_console_guards import ADMIN, api_headers, page_token
+from tests.test_console_guards import api_headers, page_token
 
 
 @pytest.fixture
