@@ -516,9 +516,14 @@ def _stop_on_signals(server: FunctionServer) -> Iterator[None]:
 def run(
     handler: Handler, argv: Sequence[str] | None = None, *, description: str | None = None
 ) -> None:
-    """A function's whole `main`: `--host` (0.0.0.0), `--port` ($FUNKER_PORT, else 9999), serve."""
+    """A function's whole `main`: `--host` ($FUNKER_HOST, else 0.0.0.0), `--port` ($FUNKER_PORT,
+    else 9999), serve. `serve`'s function supervisor sets both: loopback, and the port it chose."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("FUNKER_HOST", "0.0.0.0"),
+        help="address to listen on (default $FUNKER_HOST, else 0.0.0.0)",
+    )
     # A string default goes through type=int too, so a bad FUNKER_PORT is a usage error.
     parser.add_argument(
         "--port",

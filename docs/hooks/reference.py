@@ -84,6 +84,17 @@ def configuration() -> str:
         "matches when any of its values does; `*` is the only glob character), and where its "
         f"function runs: {route_keys}.\n\n| source | match keys |\n|---|---|\n" + sources + "\n"
     )
+    from skill.settings.functions import FUNCTION_KEYS
+
+    rows = "\n".join(f"| `{key}` | {doc} |" for key, doc in FUNCTION_KEYS.items())
+    parts.append(
+        "## [functions.NAME]\n\nA function `serve` runs on this machine as a child process "
+        "on a free loopback port (`FUNKER_PORT`, `FUNKER_HOST`), restarted when it exits and "
+        "when a file in its folder changes; a route or rule whose `host` is `NAME` goes to it. "
+        "Needs a loopback `[server] host` (the default when `[functions]` or `[skill] "
+        "development` is given). `NAME` is lower-case letters, digits and `-`.\n\n"
+        "| key | what it is for |\n|---|---|\n" + rows + "\n"
+    )
     return "\n".join(parts)
 
 

@@ -47,8 +47,6 @@ from skill.client import Answer, EndpointProtocolError
 from skill.settings import Settings
 from skill.text import printable
 
-DEFAULT_URL = "http://127.0.0.1:3000/"
-
 Signer = Callable[[bytes], Mapping[str, str]]
 
 
@@ -99,20 +97,21 @@ def open_endpoint(
     """An endpoint for `url` (each request within `timeout` seconds, all told), or the app
     built from `settings` when `in_process`.
 
-    In process, the embedded default's example functions run for as long as
-    the endpoint is open, as `serve` would run them.
+    In process, the configuration's functions run for as long as the endpoint is
+    open, as `serve` would run them (not watched: a command's run is short).
     """
     if not in_process:
         yield HttpEndpoint(url, timeout)
         return
-    from funker_dispatch.server.serve import start_functions, stop_functions
+    from funker_dispatch.server.functions import FunctionSupervisor
     from skill.app import create_app
 
-    children = start_functions(settings.functions) if settings.functions else []
+    supervisor = FunctionSupervisor(settings.functions, watch=False)
+    supervisor.start()
     try:
         yield InProcessEndpoint(create_app(settings), settings.server.path)
     finally:
-        stop_functions(children)
+        supervisor.stop()
 
 
 def dev_ca_signer() -> Signer:

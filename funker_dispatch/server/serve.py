@@ -23,15 +23,14 @@ import multiprocessing
 import os
 import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from funker_dispatch.server.functions import FunctionStartError, FunctionSupervisor
 from skill.observability import RequestLineHandler, cleanup_multiprocess, prepare_multiprocess
-from skill.settings import DEVELOPMENT_SKILL_ID, ConfigError, LocalFunction, Settings
+from skill.settings import DEVELOPMENT_SKILL_ID, ConfigError, Settings
 
 log = logging.getLogger("funker_dispatch")
 
@@ -56,10 +55,15 @@ def serve(settings: Settings, admin_extensions: Sequence[Callable[[Any], None]] 
         log.warning("TIMESTAMP VERIFICATION IS OFF: captured requests can be replayed")
     if not settings.skill.application_ids:
         log.warning("no [skill] application_ids: requests for ANY skill id are accepted")
+    if settings.skill.development:
+        from skill.answerable import require_answerable
+        from skill.models import load_models
+
+        require_answerable(settings, load_models(settings.skill.models_dir))
     check_bindable(settings)
     raise_open_file_limit(settings)
     metrics_dir, ours = prepare_multiprocess()  # before anything imports prometheus_client
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor = FunctionSupervisor(settings.functions)
     master = os.getpid()
     admin: multiprocessing.process.BaseProcess | None = None
 
@@ -70,13 +74,15 @@ def serve(settings: Settings, admin_extensions: Sequence[Callable[[Any], None]] 
             return
         if admin is not None:
             stop_process(admin)
-        stop_functions(children)
+        supervisor.stop()
         if ours:
             cleanup_multiprocess(metrics_dir)
 
     atexit.register(stop_children)
-    if settings.functions:
-        children.extend(start_functions(settings.functions))
+    try:
+        supervisor.start()
+    except FunctionStartError as exc:
+        raise ConfigError(settings.source, "functions", str(exc)) from None
 
     from funker_dispatch.server.bridge import RequestBridge
     from skill.app import create_admin_app, create_app
@@ -297,54 +303,6 @@ def configure_logging() -> None:
     requests = logging.getLogger("funker_dispatch.requests")
     requests.addHandler(RequestLineHandler(sys.stderr))
     requests.propagate = False
-
-
-def start_functions(
-    functions: Sequence[LocalFunction], *, ready_within: float = 10.0
-) -> list[subprocess.Popen[bytes]]:
-    """Start the example functions on loopback and wait until each accepts connections."""
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(function.script),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(function.port),
-            ],
-            # The operator's environment wins over the example's defaults (SPACECOUNT_DELAY=0).
-            env={**function.env, **os.environ},
-        )
-        for function in functions
-    ]
-    deadline = time.monotonic() + ready_within
-    for function, child in zip(functions, children, strict=True):
-        while not _accepts("127.0.0.1", function.port):
-            if child.poll() is not None or time.monotonic() > deadline:
-                stop_functions(children)
-                raise RuntimeError(f"example function {function.name} did not start")
-            time.sleep(0.02)  # polling a child process we just started
-    return children
-
-
-def _accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def stop_functions(children: Sequence[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
 
 
 def _print_embedded_banner(settings: Settings) -> None:

@@ -8,11 +8,12 @@ the console on, bound to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import socket
+import os
 from pathlib import Path
 from typing import Any
 
 from dispatch.registry import parse_route
+from skill.settings.functions import free_port
 from skill.settings.sections import (
     EMBEDDED_SOURCE,
     ConsoleSettings,
@@ -97,9 +98,11 @@ def embedded_default() -> Settings:
     functions = [
         LocalFunction(
             folder,
-            EXAMPLES / folder / "function.py",
+            EXAMPLES / folder,
+            ("python", "function.py"),
             port,
-            dict(EMBEDDED_FUNCTION_ENV.get(folder, {})),
+            # The operator's environment wins over the example's defaults (SPACECOUNT_DELAY=0).
+            {k: os.environ.get(k, v) for k, v in EMBEDDED_FUNCTION_ENV.get(folder, {}).items()},
         )
         for folder, port in ports.items()
     ]
@@ -133,9 +136,3 @@ def embedded_default() -> Settings:
         rules=rules,
         console=ConsoleSettings(enabled=True),  # `make run` is a developer's own machine
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]

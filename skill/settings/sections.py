@@ -89,6 +89,9 @@ class SkillSettings:
     verify_signature: bool = True
     verify_timestamp: bool = True
     interaction_models: str | None = None  # ask-cli skill package; None = the shipped one
+    # Your own skill on your own machine: the dev CA trusted, its skill id accepted, the
+    # console on, loopback only (docs/get-started.md).
+    development: bool = False
 
     @property
     def models_dir(self) -> Path | None:
@@ -127,12 +130,14 @@ class ConsoleSettings:
 
 @dataclass(frozen=True)
 class LocalFunction:
-    """An example function the embedded default runs as a child process."""
+    """A function `serve` runs as a child process on a loopback port: a `[functions.NAME]`
+    entry, or an example function of the embedded default."""
 
     name: str
-    script: Path
+    dir: Path
+    command: tuple[str, ...]  # run in `dir`; a leading "python" is the dispatcher's interpreter
     port: int
-    env: Mapping[str, str] = field(default_factory=dict)  # the operator's environment wins
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ class Settings:
     routes: Mapping[str, Route] = field(default_factory=dict)
     source: str = EMBEDDED_SOURCE
     embedded: bool = False
-    functions: tuple[LocalFunction, ...] = ()  # started by `serve` (embedded default only)
+    functions: tuple[LocalFunction, ...] = ()  # [functions.NAME], started by `serve`
     trust_dev_ca: bool = False  # only the embedded default trusts the dev CA unasked
     # Event triggers: [triggers.sns], [triggers.eventbridge], [triggers.github].
     triggers: TriggerSettings = field(default_factory=lambda: TriggerSettings())
@@ -187,6 +192,11 @@ SKILL_KEYS: dict[str, Key] = {
     "verify_signature": Key(boolean, "check Alexa's request signature (off: any client is Alexa)"),
     "verify_timestamp": Key(boolean, "refuse requests more than 150 s from now (replays)"),
     "interaction_models": Key(text, "ask-cli skill package (default: the shipped one)"),
+    "development": Key(
+        boolean,
+        "your own machine: trust the development CA, accept its skill id, the console on, "
+        "loopback only",
+    ),
 }
 # Environment: FUNKER_DISPATCH_<KEY>.
 DISPATCH_KEYS: dict[str, Key] = {
@@ -223,6 +233,7 @@ CONSOLE_KEYS: dict[str, Key] = {
 SECTIONS = {
     *("server", "skill", "dispatch", "verification", "intents", "triggers", "events"),
     "console",
+    "functions",
 }
 
 
