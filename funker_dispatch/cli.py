@@ -110,7 +110,11 @@ def _simulator_commands(commands: Any) -> None:
 
 def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
     _config_flag(parser)
-    parser.add_argument("--url", help="skill endpoint (default http://127.0.0.1:3000/)")
+    parser.add_argument(
+        "--url",
+        help="skill endpoint (default: the configuration's own, http://127.0.0.1:3000/ for "
+        "the embedded default)",
+    )
     timeout_flag(parser)
     parser.add_argument(
         "--in-process",
@@ -118,6 +122,15 @@ def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
         help="run the app from --config in this process instead of calling --url",
     )
     parser.add_argument("--locale", default="en-US", help="request locale (default en-US)")
+
+
+def served_url(settings: Settings) -> str:
+    """Where a server of `settings` on this machine answers Alexa's path."""
+    server = settings.server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+    host = f"[{host}]" if ":" in host else host
+    scheme = "https" if server.certfile else "http"
+    return f"{scheme}://{host}:{server.port}{server.path}"
 
 
 def admin_extensions(settings: Settings) -> list[Callable[[Any], None]]:
@@ -250,6 +263,19 @@ def check(settings: Settings) -> int:
     except (OSError, ValueError) as exc:
         print(f"funker-dispatch: {settings.source}: verification: {exc}", file=sys.stderr)
         return 1
+    from skill.answerable import unanswerable_intents
+    from skill.models import load_models
+
+    problems = unanswerable_intents(settings, load_models(settings.skill.models_dir))
+    for name, why in problems.items():
+        print(f"funker-dispatch: warning: no function can answer {name}: {why}", file=sys.stderr)
+    if problems and settings.skill.development:
+        print(
+            f"funker-dispatch: {settings.source}: serve refuses to start in development "
+            "until each is routed to one of your [functions]",
+            file=sys.stderr,
+        )
+        return 1
     print(f"configuration OK: {settings.source}")
     return show_intents(settings, as_json=False)
 
@@ -370,7 +396,7 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
         return 2
     # The model answers in the requested locale; a missing one falls back by language.
     model = replace(model, locale=args.locale)
-    url = args.url or conversation.DEFAULT_URL
+    url = args.url or served_url(settings)
     application_id = next(iter(settings.skill.application_ids), DEVELOPMENT_SKILL_ID)
     sign = conversation.dev_ca_signer()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from dispatch.registry import RouteError, parse_route
 from skill.settings.embedded import embedded_default
+from skill.settings.functions import attach_routes, functions_from_mapping
 from skill.settings.secrets import check_secret_file, read_secret
 from skill.settings.sections import (
     CONSOLE_KEYS,
@@ -42,6 +43,8 @@ from skill.settings.triggers import (
 from skill.settings.values import ConfigError, parse_section, quoted, read_table
 
 ENV_PREFIX = "FUNKER_DISPATCH_"
+#: Read from the working folder when neither --config nor FUNKER_DISPATCH_CONFIG names a file.
+PROJECT_CONFIG = "dispatch.toml"
 RESERVED_ENV = frozenset({"FUNKER_DISPATCH_CONFIG", "FUNKER_DISPATCH_HOME"})
 
 
@@ -53,17 +56,49 @@ def load_settings(
 ) -> Settings:
     """Load settings: file (or the embedded default), then environment, then flags.
 
+    The file is `path`, else $FUNKER_DISPATCH_CONFIG, else ./dispatch.toml when it exists;
+    with none of them, the embedded default.
+
     `overrides` are `[server]` keys from command-line flags (None values ignored).
     Raises ConfigError naming the file, key and reason.
     """
     environ = os.environ if environ is None else environ
     if path is None:
         path = environ.get("FUNKER_DISPATCH_CONFIG") or None
+    if path is None and Path(PROJECT_CONFIG).is_file():
+        path = PROJECT_CONFIG  # a project's folder, as `funker-dispatch new` makes it
     settings = embedded_default() if path is None else _from_file(Path(path))
     settings = _apply_environment(settings, environ)
     settings = trigger_credentials(settings, environ)
     settings = _apply_overrides(settings, overrides or {})
-    return _check(settings)
+    return _check(_development(settings))
+
+
+def _development(settings: Settings) -> Settings:
+    """`[skill] development = true`: what the embedded default does for the examples, for
+    your own project. The dev CA is trusted besides the usual roots (a real Alexa request
+    still verifies), and its skill id accepted besides `application_ids`."""
+    if not settings.skill.development:
+        return settings
+    from skill.settings.embedded import DEVELOPMENT_SKILL_ID, SIMULATOR_API_ORIGIN
+
+    ids = settings.skill.application_ids
+    hosts = settings.dispatch.progressive_hosts
+    return replace(
+        settings,
+        trust_dev_ca=True,
+        skill=replace(
+            settings.skill,
+            application_ids=ids if DEVELOPMENT_SKILL_ID in ids else (*ids, DEVELOPMENT_SKILL_ID),
+        ),
+        # The tools' stand-in for Alexa's API receives the progressive responses.
+        dispatch=replace(
+            settings.dispatch,
+            progressive_hosts=hosts
+            if SIMULATOR_API_ORIGIN in hosts
+            else (*hosts, SIMULATOR_API_ORIGIN),
+        ),
+    )
 
 
 def _from_file(path: Path) -> Settings:
@@ -76,11 +111,15 @@ def _from_file(path: Path) -> Settings:
         raise ConfigError(source, "-", f"cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "-", f"not valid TOML: {exc}") from None
-    return settings_from_mapping(data, source)
+    return settings_from_mapping(data, source, path.resolve().parent)
 
 
-def settings_from_mapping(data: Mapping[str, Any], source: str) -> Settings:
-    """Settings from an already-parsed TOML document."""
+def settings_from_mapping(
+    data: Mapping[str, Any], source: str, base: Path | None = None
+) -> Settings:
+    """Settings from an already-parsed TOML document; relative paths of folders (the
+    interaction models, `[functions]` dirs) are taken from `base`, the file's folder."""
+    base = Path.cwd() if base is None else base
     for section in data:
         if section not in SECTIONS:
             raise ConfigError(source, section, f"unknown section (allowed: {sorted(SECTIONS)})")
@@ -110,16 +149,37 @@ def settings_from_mapping(data: Mapping[str, Any], source: str) -> Settings:
         except RouteError as exc:
             raise ConfigError(source, f"intents.{quoted(name)}.{exc.key}", exc.reason) from None
     triggers, rules = triggers_from_mapping(data, source, default_port=dispatch.function_port)
+    functions = functions_from_mapping(data, source, base)
+    routes = attach_routes(functions, routes, data.get("intents", {}), source, "intents")
+    rule_routes = attach_routes(
+        functions,
+        {name: rule.route for name, rule in rules.items()},
+        data.get("events", {}),
+        source,
+        "events",
+    )
+    rules = {name: replace(rule, route=rule_routes[name]) for name, rule in rules.items()}
+    skill = parse_section(data, "skill", SKILL_KEYS, SkillSettings, source)
+    if skill.interaction_models and not Path(skill.interaction_models).is_absolute():
+        skill = replace(skill, interaction_models=str(base / skill.interaction_models))
+    server = parse_section(data, "server", SERVER_KEYS, ServerSettings, source)
+    server_table = data.get("server", {})
+    if (skill.development or functions) and "host" not in server_table:
+        server = replace(server, host="127.0.0.1")  # a developer's machine: loopback by default
+    console = parse_section(data, "console", CONSOLE_KEYS, ConsoleSettings, source)
+    if skill.development and "enabled" not in data.get("console", {}):
+        console = replace(console, enabled=True)
     return Settings(
-        server=parse_section(data, "server", SERVER_KEYS, ServerSettings, source),
-        skill=parse_section(data, "skill", SKILL_KEYS, SkillSettings, source),
+        server=server,
+        skill=skill,
         dispatch=dispatch,
         verification=verification,
         routes=routes,
         source=source,
         triggers=triggers,
         rules=rules,
-        console=parse_section(data, "console", CONSOLE_KEYS, ConsoleSettings, source),
+        console=console,
+        functions=functions,
     )
 
 
@@ -210,6 +270,22 @@ def _check(settings: Settings) -> Settings:
             "server.host",
             f"the embedded default serves on loopback only, not {server.host!r}; "
             "pass --config to serve elsewhere",
+        )
+    if settings.skill.development and not is_loopback(server.host):
+        raise ConfigError(
+            settings.source,
+            "skill.development",
+            f"development trusts the development CA, whose key is on this machine: it serves "
+            f"on loopback only, not {server.host!r}",
+        )
+    if settings.functions and not is_loopback(server.host):
+        # Children serve on loopback with no credentials: a server reachable from elsewhere
+        # belongs on a swarm, with its functions as services.
+        raise ConfigError(
+            settings.source,
+            "functions",
+            f"[functions] run on this machine for development and need a loopback [server] "
+            f"host, not {server.host!r}; deploy them as services for anything else",
         )
     if settings.console.enabled and not is_loopback(server.admin_host):
         # The console signs whatever it is asked to with the development CA and the
