@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     from funker_dispatch.devtools.eventsend import add_parser as add_events_parser
 
     add_events_parser(commands)
+    from funker_dispatch.devtools.scaffold import add_parser as add_new_parser
+
+    add_new_parser(commands)
     return parser
 
 
@@ -161,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         from funker_dispatch.devtools.certify import certify_command
 
         return certify_command(args.url, skill_id=args.skill_id, timeout=args.timeout)
+    if args.command == "new":  # writes files; reads no configuration
+        from funker_dispatch.devtools.scaffold import new_command
+
+        return new_command(args, parser)
     if args.command == "events":  # signs with the dev CA; needs no configuration
         from funker_dispatch.devtools.eventsend import send_command
 

@@ -35,7 +35,7 @@ def unanswerable_intents(settings: Settings, models: Mapping[str, Any]) -> dict[
         try:
             route = router.resolve(name)
         except NoRoute:
-            problems[name] = "it has no route ([dispatch] naming is \"none\")"
+            problems[name] = 'it has no route ([dispatch] naming is "none")'
             continue
         if route.host == "127.0.0.1" and route.port in children:
             continue
@@ -58,7 +58,7 @@ def require_answerable(settings: Settings, models: Mapping[str, Any]) -> None:
         settings.source,
         "intents",
         f"in development every intent of the model needs a function that can answer it — "
-        f"{listed}. Route it to one of your functions ([intents.{example}] host = \"NAME\" "
+        f'{listed}. Route it to one of your functions ([intents.{example}] host = "NAME" '
         f"with a [functions.NAME] entry), or create one: "
         f"funker-dispatch new function NAME --intent {example}",
     )

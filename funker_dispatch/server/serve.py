@@ -96,6 +96,8 @@ def serve(settings: Settings, admin_extensions: Sequence[Callable[[Any], None]] 
         admin = _start_admin(admin_bridge, settings)
     if settings.embedded:
         _print_embedded_banner(settings)
+    elif settings.skill.development:
+        _print_development_banner(settings)
     try:
         _granian(
             settings, settings.server.host, settings.server.port, settings.server.workers
@@ -303,6 +305,33 @@ def configure_logging() -> None:
     requests = logging.getLogger("funker_dispatch.requests")
     requests.addHandler(RequestLineHandler(sys.stderr))
     requests.propagate = False
+
+
+def _print_development_banner(settings: Settings) -> None:
+    """What a developer's own project serves, and how to talk to it."""
+    server = settings.server
+    admin = f"http://{server.admin_host}:{server.admin_port}" if server.admin_port else None
+    routed: dict[int, list[str]] = {}
+    for name, route in settings.routes.items():
+        routed.setdefault(route.port, []).append(name)
+    lines = [
+        f"funker-dispatch: development ({settings.source})",
+        f"  endpoint      http://{server.host}:{server.port}{server.path}",
+        f"  skill ids     {', '.join(settings.skill.application_ids)}",
+        "  verification  ON (development CA trusted besides Amazon's)",
+    ]
+    for function in settings.functions:
+        answers = ", ".join(routed.get(function.port, [])) or "no intent"
+        lines.append(
+            f"  function      {function.name} on 127.0.0.1:{function.port} ({answers}); "
+            "reloaded when its files change"
+        )
+    if admin and settings.console.enabled:
+        lines.append(f"  console       {admin}/console")
+    lines.append(
+        '  try it        funker-dispatch simulate "<what a user says>", funker-dispatch test'
+    )
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _print_embedded_banner(settings: Settings) -> None:
