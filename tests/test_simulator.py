@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from funker_dispatch.devtools.simulator import (
+    FALLBACK,
+    InteractionModel,
     NoMatch,
     SessionState,
     alexa_slots,
@@ -70,21 +73,30 @@ def test_a_locale_only_sample_matches_in_that_locale_only():
     assert match_utterance(load_interaction_model("en-GB"), "say hiya to Ada").intent == (
         "HelloIntent"
     )
-    with pytest.raises(NoMatch):
-        match_utterance(load_interaction_model("en-US"), "say hiya to Ada")
+    assert match_utterance(load_interaction_model("en-US"), "say hiya to Ada").intent == (FALLBACK)
 
 
-def test_unmatched_utterance_lists_the_nearest_samples(model):
+def without_fallback(model: InteractionModel) -> InteractionModel:
+    intents = {name: i for name, i in model.intents.items() if name != FALLBACK}
+    return replace(model, intents=intents)
+
+
+def test_what_matches_nothing_is_the_fallback_intent_as_on_a_device(model):
+    # Alexa sends AMAZON.FallbackIntent for what no sample covers, when the model has it.
+    match = match_utterance(model, "how many persons are in spaace")
+    assert (match.intent, match.slots, match.sample) == (FALLBACK, {}, "")
+    assert match.nearest[0] == ("SpaceCountIntent", "how many people are in space")
+    assert match_utterance(model, "?!").intent == FALLBACK
+
+
+def test_without_a_fallback_intent_an_unmatched_utterance_lists_the_nearest_samples(model):
     with pytest.raises(NoMatch) as caught:
-        match_utterance(model, "how many persons are in spaace")
+        match_utterance(without_fallback(model), "how many persons are in spaace")
     nearest = caught.value.nearest
     assert 1 <= len(nearest) <= 3
     assert nearest[0] == ("SpaceCountIntent", "how many people are in space")
-
-
-def test_empty_utterance_matches_nothing(model):
     with pytest.raises(NoMatch):
-        match_utterance(model, "?!")
+        match_utterance(without_fallback(model), "?!")
 
 
 def _resolution(slot: dict[str, Any]) -> dict[str, Any]:

@@ -383,6 +383,11 @@ class Console:
             },
             "understood": understood(turn.request),
             "sample": turn.match.sample if turn.match is not None else None,
+            # The fallback's turn: no sample matched, these came closest.
+            "nearest": [
+                {"intent": intent, "sample": sample}
+                for intent, sample in (turn.match.nearest if turn.match is not None else ())
+            ],
             "speech": turn.speech,
             "speech_type": _speech_type(response),
             "reprompt": turn.reprompt,

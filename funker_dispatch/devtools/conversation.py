@@ -340,6 +340,10 @@ class Transcript:
         say = self.console.print
         say(Text.assemble(("you", "bold cyan"), "   ", printable(turn.said)))
         say(Text.assemble("      ", (printable(_described(turn, model)), "dim")))
+        if turn.match is not None and turn.match.nearest:
+            # No sample matched: the device's fallback. Which samples came closest helps.
+            closest = "; ".join(f"{sample!r} ({intent})" for intent, sample in turn.match.nearest)
+            say(Text.assemble("      ", (f"no sample matched; nearest: {closest}", "dim")))
         for directive in turn.progressive:  # spoken while the skill worked: before its answer
             spoken = _spoken({"type": "SSML", "ssml": directive.get("speech")}) or ""
             say(Text.assemble(("alexa", "bold green"), " (progressive) ", printable(spoken)))

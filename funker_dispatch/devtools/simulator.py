@@ -195,13 +195,21 @@ class Resolution:
     value: TypeValue | None  # None: ER_SUCCESS_NO_MATCH
 
 
+#: What Alexa sends for an utterance no sample covers, when the model declares it.
+FALLBACK = "AMAZON.FallbackIntent"
+
+
 @dataclass(frozen=True)
 class Match:
-    """The intent an utterance resolved to, the sample that matched, and slot values."""
+    """The intent an utterance resolved to, the sample that matched, and slot values.
+
+    For AMAZON.FallbackIntent, `sample` is "" and `nearest` the samples that came closest.
+    """
 
     intent: str
     sample: str
     slots: dict[str, str]  # slot name -> value as spoken
+    nearest: tuple[tuple[str, str], ...] = ()
 
 
 class NoMatch(LookupError):
@@ -225,7 +233,8 @@ def intent_samples(model: InteractionModel) -> list[tuple[str, str]]:
 
 
 def match_utterance(model: InteractionModel, utterance: str) -> Match:
-    """The best sample for an utterance; NoMatch lists the nearest samples.
+    """The best sample for an utterance; else AMAZON.FallbackIntent when the model declares
+    it, as Alexa would send; else NoMatch, listing the nearest samples.
 
     Best: most literal words matched (a sample that spells more of the
     utterance out is more specific), then slot values that resolve, then
@@ -249,7 +258,10 @@ def match_utterance(model: InteractionModel, utterance: str) -> Match:
         if best is None or score > best[0]:
             best = (score, Match(intent, sample, slots))
     if best is None:
-        raise NoMatch(utterance, nearest_samples(model, utterance))
+        nearest = nearest_samples(model, utterance)
+        if FALLBACK in model.intents:  # as a device does: the skill hears it, and can help
+            return Match(FALLBACK, "", {}, tuple(nearest))
+        raise NoMatch(utterance, nearest)
     return best[1]
 
 

@@ -163,10 +163,12 @@ def test_the_intent_form_sends_the_models_slots_with_entity_resolution(console):
     expect(item.locator("[data-part=speech]")).to_contain_text("Hello, Grace!")
 
 
-def test_an_utterance_that_matches_nothing_shows_the_nearest_samples(console):
+def test_an_utterance_that_matches_nothing_is_the_fallback_with_the_nearest_samples(console):
     say(console, "sing me a song about whales")
-    expect(console.locator("[data-part=no-match]")).to_contain_text("no match")
-    expect(console.locator("[data-part=no-match] li")).to_have_count(3)
+    item = turn(console, 1)
+    expect(item.locator("[data-part=understood]")).to_contain_text("AMAZON.FallbackIntent")
+    expect(item.locator("[data-part=nearest]")).to_contain_text("no sample matched")
+    expect(item.locator("[data-part=nearest] li")).to_have_count(3)
 
 
 def test_locales_come_from_the_model_and_a_switch_starts_a_session_in_it(console):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -244,8 +245,32 @@ def test_a_request_signed_by_another_ca_is_refused_and_the_error_printed(server,
     assert '"error"' in done.stdout
 
 
-def test_unmatched_utterance_exits_non_zero_and_shows_nearest_samples(dev_ca_home):
-    done = cli("simulate", "how many persons are up in space", home=dev_ca_home)
+def test_an_unmatched_utterance_is_the_fallback_intent_and_names_the_nearest_samples(
+    server, dev_ca_home
+):
+    done = cli(
+        "simulate", "how many persons are up in space", "--url", server.url, home=dev_ca_home
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "AMAZON.FallbackIntent" in done.stdout
+    assert "no sample matched; nearest: 'how many people are in space'" in done.stdout
+
+
+def test_without_a_fallback_intent_an_unmatched_utterance_exits_non_zero(dev_ca_home, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "interaction_models", models)
+    for path in (models / "interactionModels" / "custom").glob("*.json"):
+        document = json.loads(path.read_text())
+        language = document["interactionModel"]["languageModel"]
+        language["intents"] = [
+            i for i in language["intents"] if i["name"] != "AMAZON.FallbackIntent"
+        ]
+        path.write_text(json.dumps(document))
+    config = tmp_path / "dispatch.toml"
+    config.write_text(f'[skill]\ninteraction_models = "{models}"\n')
+    done = cli(
+        "simulate", "how many persons are up in space", "--config", str(config), home=dev_ca_home
+    )
     assert done.returncode == 1
     assert "no match" in done.stdout
     assert "how many people are in space" in done.stdout

@@ -34,7 +34,15 @@ function understood(turn) {
   return el("div", { class: "understood", dataset: { part: "understood" } },
     el("span", { class: "intent" }, parts.join(" · ")),
     what.slots.map(slotChip),
-    turn.sample ? el("span", { class: "muted" }, ` matched “${turn.sample}”`) : null);
+    turn.sample ? el("span", { class: "muted" }, ` matched “${turn.sample}”`) : null,
+    turn.nearest && turn.nearest.length ? nearestSamples(turn.nearest) : null);
+}
+
+// No sample matched (Alexa's fallback was sent): the samples that came closest.
+function nearestSamples(nearest) {
+  return el("div", { class: "muted", dataset: { part: "nearest" } },
+    "no sample matched; nearest: ",
+    el("ul", {}, nearest.map((n) => el("li", {}, `${n.sample} `, el("span", { class: "muted" }, n.intent)))));
 }
 
 function slotChip(slot) {
