@@ -23,6 +23,9 @@ class LanguageModel:
     # The languageModel as the file holds it, read once at start: the developer's tools
     # build their fuller model from it rather than reading a file edited since.
     document: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # The interactionModel's dialog model and prompts, as the file holds them.
+    dialog: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    prompts: list[Any] = field(default_factory=list, repr=False, compare=False)
 
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
@@ -43,9 +46,10 @@ def load_models(directory: Path | None = None) -> dict[str, LanguageModel]:
     models = {}
     for path in sorted((directory / "interactionModels" / "custom").glob("*.json")):
         try:
-            language = json.loads(path.read_text(encoding="utf-8"))["interactionModel"][
-                "languageModel"
-            ]
+            interaction = json.loads(path.read_text(encoding="utf-8"))["interactionModel"]
+            language = interaction["languageModel"]
+            dialog = interaction.get("dialog")
+            prompts = interaction.get("prompts")
             intents = language.get("intents", [])
             samples = {
                 intent["name"]: [s for s in intent.get("samples", []) if isinstance(s, str)]
@@ -73,6 +77,8 @@ def load_models(directory: Path | None = None) -> dict[str, LanguageModel]:
             slots,
             values,
             language,
+            dialog if isinstance(dialog, dict) else {},
+            prompts if isinstance(prompts, list) else [],
         )
     return models
 

@@ -25,6 +25,15 @@ from rich.panel import Panel
 from rich.text import Text
 
 from funker_dispatch.devtools.alexa_api import AlexaApi
+from funker_dispatch.devtools.dialogmodel import (
+    ALWAYS,
+    COMPLETED,
+    IN_PROGRESS,
+    NONE,
+    STARTED,
+    DialogProgress,
+    Waiting,
+)
 from funker_dispatch.devtools.simulator import (
     InteractionModel,
     Match,
@@ -33,13 +42,16 @@ from funker_dispatch.devtools.simulator import (
     alexa_slots,
     encode,
     envelope,
+    escape_intent,
     intent_request,
     launch_request,
+    match_slot_answer,
     match_utterance,
     resolve,
     session_ended_request,
     strip_invocation,
     timestamp,
+    yes_or_no,
 )
 from funker_dispatch.devtools.terminal import json_text, plain
 from skill import client
@@ -130,6 +142,25 @@ class Turn:
     answer: Answer
     match: Match | None = None
     progressive: list[dict[str, Any]] = field(default_factory=list)  # VoicePlayer.Speak received
+    # Alexa's own part, by the dialog model: a prompt it spoke without asking the skill
+    # (by_alexa, nothing was sent), or the request it sent on its own (said is "").
+    by_alexa: bool = False
+    then: Turn | None = None  # what followed without the user saying anything
+
+    @property
+    def last(self) -> Turn:
+        """The end of the chain: what the user heard last."""
+        turn = self
+        while turn.then is not None:
+            turn = turn.then
+        return turn
+
+    def chain(self) -> list[Turn]:
+        turns, turn = [], self
+        while turn is not None:
+            turns.append(turn)
+            turn = turn.then
+        return turns
 
     @cached_property
     def response(self) -> dict[str, Any] | None:
@@ -193,15 +224,25 @@ class Conversation:
     # The bytes sent (and signed) for an envelope; the console signs it indented, so the
     # request it shows for editing is exactly what was signed.
     encoding: Callable[[Mapping[str, Any]], bytes] = encode
+    dialog: DialogProgress | None = field(init=False, default=None)  # a dialog under way
 
     def __post_init__(self) -> None:
         self.session = SessionState(self.application_id)
 
     def say(self, utterance: str) -> Turn:
-        """Resolve an utterance (or "open <invocation name>") and send it; NoMatch if none fits."""
+        """Resolve an utterance (or "open <invocation name>") and send it; NoMatch if none fits.
+
+        While Alexa waits for a slot's value or a yes/no (the dialog model), the utterance
+        answers that, as on a device; "stop", "cancel" and "help" still leave the dialog.
+        """
         invocation = strip_invocation(self.model, utterance)
         if invocation.launch:
-            return self.send(launch_request(self.locale), utterance)
+            return self.launch(said=utterance)
+        progress = self.dialog
+        if progress is not None and progress.waiting is not None:
+            answered = self._dialog_answer(progress, invocation.utterance, utterance)
+            if answered is not None:
+                return answered
         match = match_utterance(self.model, invocation.utterance)
         return self.intent(match.intent, match.slots, said=utterance, match=match)
 
@@ -213,16 +254,108 @@ class Conversation:
         said: str | None = None,
         match: Match | None = None,
     ) -> Turn:
-        slots = alexa_slots(self.model, name, values, self.application_id)
-        request = intent_request(name, slots, self.locale)
         shown = said if said is not None else f"({name})"
-        return self.send(request, shown, match or Match(name, "", dict(values)))
+        match = match or Match(name, "", dict(values))
+        dialog = self.model.dialog.intents.get(name)
+        progress = self.dialog = DialogProgress(name, dialog)
+        progress.fill({slot: value for slot, value in values.items() if value})
+        if dialog is not None and dialog.delegation == ALWAYS:
+            # Alexa runs the dialog by the model; the skill hears only its end.
+            return self._delegate(progress, shown, match)
+        return self._dialog_request(progress, shown, match)
 
-    def launch(self) -> Turn:
-        return self.send(launch_request(self.locale), "(launch)")
+    def launch(self, said: str = "(launch)") -> Turn:
+        self.dialog = None
+        return self.send(launch_request(self.locale), said)
 
     def end(self, reason: str = "USER_INITIATED") -> Turn:
+        self.dialog = None
         return self.send(session_ended_request(self.locale, reason=reason), "(end session)")
+
+    # --- the dialog model, as Alexa runs it -------------------------------------------
+
+    def _dialog_answer(self, progress: DialogProgress, text: str, said: str) -> Turn | None:
+        """The user's answer to what Alexa asked; None when it is something else."""
+        waiting = progress.waiting
+        assert waiting is not None
+        if escape_intent(self.model, text) is not None:
+            return None
+        if waiting.kind == "elicit" and waiting.slot:
+            values = match_slot_answer(self.model, progress.intent, waiting.slot, text)
+            if values is None:
+                return None
+            progress.fill(values)
+            progress.waiting = None
+        else:
+            answer = yes_or_no(self.model, text)
+            if answer is None:
+                return None
+            values = {}
+            progress.answer(answer)
+        progress.state = IN_PROGRESS
+        match = Match(progress.intent, "", dict(values))
+        if progress.dialog is not None and progress.dialog.delegation == ALWAYS:
+            return self._delegate(progress, said, match)
+        return self._dialog_request(progress, said, match)
+
+    def _dialog_request(self, progress: DialogProgress, said: str, match: Match | None) -> Turn:
+        values = {name: value for name, value in progress.values.items() if value}
+        slots = alexa_slots(self.model, progress.intent, values, self.application_id)
+        for name, slot in slots.items():
+            slot["confirmationStatus"] = progress.slot_confirmations.get(name, NONE)
+        request = intent_request(progress.intent, slots, self.locale)
+        request["intent"]["confirmationStatus"] = progress.confirmation
+        if progress.dialog is not None or progress.state != STARTED:
+            # An intent of the dialog model, or one the skill holds a dialog for.
+            request["dialogState"] = progress.state
+        turn = self.send(request, said, match)
+        if progress.state == STARTED:
+            progress.state = IN_PROGRESS
+        return self._follow(turn, progress)
+
+    def _follow(self, turn: Turn, progress: DialogProgress) -> Turn:
+        """Alexa's part after the skill answered: its Dialog directive decides what next."""
+        directive = next(
+            (
+                d
+                for d in (turn._part("response", "directives") or [])
+                if isinstance(d, dict) and str(d.get("type", "")).startswith("Dialog.")
+            ),
+            None,
+        )
+        if directive is None or not turn.ok or self.ended:
+            if self.dialog is progress:
+                self.dialog = None  # the skill answered: this dialog is over
+            return turn
+        progress.update(directive.get("updatedIntent"))
+        kind = directive.get("type")
+        if kind == "Dialog.Delegate":
+            turn.then = self._delegate(progress, "", None)
+        elif kind == "Dialog.ElicitSlot":
+            progress.waiting = Waiting("elicit", str(directive.get("slotToElicit") or ""))
+        elif kind == "Dialog.ConfirmSlot":
+            progress.waiting = Waiting("confirm-slot", str(directive.get("slotToConfirm") or ""))
+        elif kind == "Dialog.ConfirmIntent":
+            progress.waiting = Waiting("confirm-intent")
+        return turn
+
+    def _delegate(self, progress: DialogProgress, said: str, match: Match | None) -> Turn:
+        """Alexa takes the next step of the dialog model: a prompt, or the completed intent."""
+        step = progress.next_step()
+        if step is None:
+            progress.state = COMPLETED
+            progress.waiting = None
+            return self._dialog_request(progress, said, match)
+        progress.waiting = step
+        if progress.state == STARTED:
+            progress.state = IN_PROGRESS
+        speech = self.model.dialog.speak(progress.prompt_id(step), progress.values)
+        response = {
+            "version": "1.0",
+            "response": {"outputSpeech": speech, "shouldEndSession": False},
+        }
+        answer = Answer(200, json.dumps(response).encode(), 0.0, {})
+        return Turn(said, {}, answer, match, by_alexa=True)
 
     def replay(self, recorded: dict[str, Any], said: str) -> Turn:
         """Send a recorded envelope as it is, but stamped now and signed (a file's timestamp
@@ -326,8 +459,14 @@ class Transcript:
         self.as_json = as_json
 
     def turn(self, turn: Turn, model: InteractionModel | None = None) -> None:
+        """A turn and whatever followed it without the user (the dialog model's steps)."""
+        for each in turn.chain():
+            self._one(each, model)
+
+    def _one(self, turn: Turn, model: InteractionModel | None) -> None:
         if self.as_json:
             document = {
+                "by_alexa": turn.by_alexa,
                 "request": turn.request,
                 "status": turn.answer.status,
                 "response": turn.response
@@ -338,7 +477,18 @@ class Transcript:
             self.console.print(JSONHighlighter()(Text(json_text(document))))
             return
         say = self.console.print
-        say(Text.assemble(("you", "bold cyan"), "   ", printable(turn.said)))
+        if turn.by_alexa:  # the dialog model's prompt: Alexa speaks, the skill is not asked
+            if turn.said:
+                say(Text.assemble(("you", "bold cyan"), "   ", printable(turn.said)))
+            say(Text.assemble(("alexa", "bold green"), " ", printable(turn.speech or "")))
+            say(
+                Text("      (a prompt of the dialog model; nothing sent to the skill)", style="dim")
+            )
+            return
+        if turn.said:
+            say(Text.assemble(("you", "bold cyan"), "   ", printable(turn.said)))
+        else:
+            say(Text("      (sent by Alexa, by the dialog model)", style="dim"))
         say(Text.assemble("      ", (printable(_described(turn, model)), "dim")))
         if turn.match is not None and turn.match.nearest:
             # No sample matched: the device's fallback. Which samples came closest helps.
@@ -402,6 +552,12 @@ def _described(turn: Turn, model: InteractionModel | None) -> str:
         if resolution is not None:
             text += f" → {resolution.value.name}" if resolution.value else " (ER_SUCCESS_NO_MATCH)"
         parts.append(text)
+    state = request.get("dialogState")
+    if isinstance(state, str):  # the dialog model: where it is, and what was confirmed
+        confirmed = intent.get("confirmationStatus")
+        parts.append(
+            f"[dialog {state}" + (f", intent {confirmed}]" if confirmed != "NONE" else "]")
+        )
     return " ".join(parts)
 
 

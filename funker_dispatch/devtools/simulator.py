@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from funker_dispatch.devtools.dialogmodel import DialogModel
 from skill.models import LanguageModel, load_models
 
 ENVELOPE_VERSION = "1.0"
@@ -75,6 +76,8 @@ class IntentModel:
     name: str
     slots: dict[str, str] = field(default_factory=dict)  # slot name -> slot type
     samples: tuple[str, ...] = ()
+    # slot name -> what a user says when Alexa asks for that slot ("{name}", "it's {name}")
+    slot_samples: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class InteractionModel:
     intents: dict[str, IntentModel]
     types: dict[str, tuple[TypeValue, ...]]
     path: Path | None = None
+    dialog: DialogModel = field(default_factory=DialogModel)
 
 
 class ModelNotFound(LookupError):
@@ -106,17 +110,30 @@ def choose_model(models: Mapping[str, LanguageModel], locale: str) -> Interactio
     if chosen is None or chosen.path is None:
         available = ", ".join(sorted(models)) or "none"
         raise ModelNotFound(f"no interaction model for locale {locale} (available: {available})")
-    return interaction_model_from_json(chosen.document, chosen.locale, chosen.path)
+    return interaction_model_from_json(
+        chosen.document,
+        chosen.locale,
+        chosen.path,
+        DialogModel.from_json(chosen.dialog, chosen.prompts),
+    )
 
 
 def interaction_model_from_json(
-    language_model: Mapping[str, Any], locale: str, path: Path | None = None
+    language_model: Mapping[str, Any],
+    locale: str,
+    path: Path | None = None,
+    dialog: DialogModel | None = None,
 ) -> InteractionModel:
     intents = {}
     for intent in language_model.get("intents", []):
         slots = {slot["name"]: slot["type"] for slot in intent.get("slots", []) or []}
         samples = tuple(s for s in intent.get("samples", []) or [] if isinstance(s, str))
-        intents[intent["name"]] = IntentModel(intent["name"], slots, samples)
+        slot_samples = {
+            slot["name"]: tuple(s for s in slot.get("samples") or [] if isinstance(s, str))
+            for slot in intent.get("slots", []) or []
+            if slot.get("samples")
+        }
+        intents[intent["name"]] = IntentModel(intent["name"], slots, samples, slot_samples)
     types = {}
     for slot_type in language_model.get("types", []) or []:
         types[slot_type["name"]] = tuple(
@@ -128,7 +145,12 @@ def interaction_model_from_json(
             for value in slot_type.get("values", [])
         )
     return InteractionModel(
-        locale, str(language_model.get("invocationName", "")), intents, types, path
+        locale,
+        str(language_model.get("invocationName", "")),
+        intents,
+        types,
+        path,
+        dialog or DialogModel(),
     )
 
 
@@ -263,6 +285,75 @@ def match_utterance(model: InteractionModel, utterance: str) -> Match:
             return Match(FALLBACK, "", {}, tuple(nearest))
         raise NoMatch(utterance, nearest)
     return best[1]
+
+
+def match_slot_answer(
+    model: InteractionModel, intent: str, slot: str, utterance: str
+) -> dict[str, str] | None:
+    """The slot values in what the user answered when Alexa asked for `slot`.
+
+    The slot's own samples ("{name}", "it's {name}") when the model has them, else the
+    intent's samples that fill the slot; else, when the slot has no samples, the whole
+    utterance is its value (what a device hears as the answer). None: no fit.
+    """
+    words = spoken_words(utterance)
+    if not words:
+        return None
+    intent_model = model.intents.get(intent)
+    if intent_model is None:
+        return None
+    own = intent_model.slot_samples.get(slot, ())
+    candidates = [*own, *(s for s in intent_model.samples if "{" + slot + "}" in s)]
+    best: tuple[int, dict[str, str]] | None = None
+    for sample in candidates:
+        pattern = _pattern(sample)
+        spans = _fit(pattern, words)
+        if spans is None or slot not in spans:
+            continue
+        literal = sum(1 for piece in pattern if isinstance(piece, str))
+        values = {name: " ".join(words[a:b]) for name, (a, b) in spans.items()}
+        if best is None or literal > best[0]:
+            best = (literal, values)
+    if best is not None:
+        return best[1]
+    return None if own else {slot: " ".join(words)}
+
+
+def yes_or_no(model: InteractionModel, utterance: str) -> bool | None:
+    """True for a yes, False for a no (Alexa understands both while confirming, whether
+    or not the model declares AMAZON.YesIntent), None for anything else."""
+    phrasings = BUILT_IN_PHRASINGS.get(model.locale.split("-")[0].lower(), BUILT_IN_PHRASINGS["en"])
+    said = " ".join(normal(word) for word in spoken_words(utterance))
+    for intent, answer in (("AMAZON.YesIntent", True), ("AMAZON.NoIntent", False)):
+        samples = {
+            *phrasings.get(intent, ()),
+            *(model.intents.get(intent, IntentModel(intent)).samples),
+        }
+        if said in {" ".join(normal(w) for w in spoken_words(s)) for s in samples}:
+            return answer
+    return None
+
+
+#: Intents a user can say in the middle of a dialog to leave it, as on a device.
+ESCAPES = (
+    "AMAZON.StopIntent",
+    "AMAZON.CancelIntent",
+    "AMAZON.HelpIntent",
+    "AMAZON.NavigateHomeIntent",
+)
+
+
+def escape_intent(model: InteractionModel, utterance: str) -> str | None:
+    """A built-in the model declares that the utterance says word for word ("stop")."""
+    phrasings = BUILT_IN_PHRASINGS.get(model.locale.split("-")[0].lower(), BUILT_IN_PHRASINGS["en"])
+    said = " ".join(normal(word) for word in spoken_words(utterance))
+    for intent in ESCAPES:
+        if intent not in model.intents:
+            continue
+        samples = (*phrasings.get(intent, ()), *model.intents[intent].samples)
+        if said in {" ".join(normal(w) for w in spoken_words(s)) for s in samples}:
+            return intent
+    return None
 
 
 def nearest_samples(model: InteractionModel, utterance: str, n: int = 3) -> list[tuple[str, str]]:
