@@ -89,6 +89,18 @@ def _simulator_commands(commands: Any) -> None:
         "--script", metavar="FILE", help="play utterances from FILE (one a line, # comments)"
     )
 
+    test = commands.add_parser(
+        "test",
+        help="dialog tests in Bespoken's YAML format: what Alexa should say",
+        description="Run dialog tests written in Bespoken's skill-testing-ml YAML (bst test) "
+        "against the skill: each test a fresh session, every request signed by the "
+        "development CA. Exit status 0 only when every test passes.",
+    )
+    _endpoint_flags(test)
+    from funker_dispatch.devtools.yamltest import add_arguments as add_test_arguments
+
+    add_test_arguments(test)
+
     models = commands.add_parser("models", help="interaction model tools")
     models_commands = models.add_subparsers(dest="models_command", metavar="COMMAND")
     models_check = models_commands.add_parser(
@@ -204,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         return models_check(settings, args.models)
     if args.command in ("simulate", "dialog"):
         return talk(settings, args, parser)
+    if args.command == "test":
+        return run_tests(settings, args, parser)
     parser.error(f"unknown command {args.command}")
     return 2
 
@@ -349,6 +363,110 @@ def _route_label(settings: Settings) -> Any:
         return f"{host}:{port} ({source})"
 
     return label
+
+
+def run_tests(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`test`: Bespoken-format suites against --url, or the app in process."""
+    from pathlib import Path
+
+    from funker_dispatch.devtools import conversation, yamltest
+    from funker_dispatch.devtools.alexa_api import local_alexa_api
+    from funker_dispatch.devtools.simulator import ModelNotFound, load_interaction_model
+    from skill.client import EndpointError, EndpointUnreachable
+    from skill.settings import DEVELOPMENT_SKILL_ID
+
+    if args.url and args.in_process:
+        parser.error("test: --url and --in-process exclude each other")
+    try:
+        files = yamltest.suite_files(args.paths or ["tests"])
+    except FileNotFoundError as exc:
+        print(f"funker-dispatch test: {exc}", file=sys.stderr)
+        return 2
+    if not files:
+        print("funker-dispatch test: no .yml or .yaml test files found", file=sys.stderr)
+        return 2
+    out = _console()
+    results: list[yamltest.TestResult] = []
+    broken = 0
+    application_id = next(iter(settings.skill.application_ids), DEVELOPMENT_SKILL_ID)
+    sign = conversation.dev_ca_signer()
+    url = args.url or served_url(settings)
+
+    def note(text: str) -> None:
+        print(f"funker-dispatch test: {text}", file=sys.stderr)
+
+    try:
+        with (
+            local_alexa_api(settings, note=note) as api,
+            conversation.open_endpoint(
+                url, in_process=args.in_process, settings=settings, timeout=args.timeout
+            ) as endpoint,
+        ):
+            for path in files:
+                try:
+                    suite = yamltest.parse_suite(path.read_text(encoding="utf-8"), path)
+                except (OSError, UnicodeDecodeError, yamltest.SuiteSyntaxError) as exc:
+                    broken += 1
+                    out.print(_said(("✗", "red"), f" {path}: {exc}"))
+                    continue
+                for locale in suite.locales:
+                    try:
+                        model = load_interaction_model(locale, settings.skill.models_dir)
+                    except ModelNotFound as exc:
+                        broken += 1
+                        out.print(_said(("✗", "red"), f" {path}: {exc}"))
+                        continue
+                    model = replace(model, locale=locale)
+                    for test in suite.tests:
+                        talk = conversation.Conversation(
+                            endpoint, model, sign, application_id, locale, api=api
+                        )
+                        result = yamltest.run_test(test, talk, locale, path)
+                        results.append(result)
+                        _print_result(out, result)
+    except EndpointError as exc:
+        hint = (
+            " — is funker-dispatch serve running?" if isinstance(exc, EndpointUnreachable) else ""
+        )
+        print(f"funker-dispatch test: {exc}{hint}", file=sys.stderr)
+        return 2
+    passed = sum(1 for r in results if r.passed)
+    failed = sum(1 for r in results if r.failures) + broken
+    skipped = sum(1 for r in results if r.skipped)
+    summary = f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
+    out.print(_said((summary, "green" if not failed else "red")))
+    if args.junit:
+        Path(args.junit).write_bytes(yamltest.junit_xml(results))
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+def _console() -> Any:
+    from funker_dispatch.devtools.terminal import console
+
+    return console()
+
+
+def _said(*parts: tuple[str, str] | str) -> Any:
+    """A line of what files and endpoints said: never read as markup, no control characters."""
+    from rich.text import Text
+
+    from skill.text import printable
+
+    return Text.assemble(
+        *((printable(p), "") if isinstance(p, str) else (printable(p[0]), p[1]) for p in parts)
+    )
+
+
+def _print_result(out: Any, result: Any) -> None:
+    where = f"{result.suite} ({result.locale})"
+    if result.skipped:
+        out.print(_said(("-", "yellow"), f" {result.name}  ", (f"{where}, skipped", "dim")))
+        return
+    mark = ("✓", "green") if result.passed else ("✗", "red")
+    out.print(_said(mark, f" {result.name}  ", (where, "dim")))
+    for failure in result.failures:
+        for line in failure.splitlines():
+            out.print(_said(f"    {line}"))
 
 
 def talk(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

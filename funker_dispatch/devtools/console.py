@@ -36,7 +36,7 @@ import hmac
 import json
 import secrets
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -51,6 +51,7 @@ from funker_dispatch.devtools import eventsend
 from funker_dispatch.devtools.alexa_api import DirectiveInbox
 from funker_dispatch.devtools.certify import Certifier, CertifyStopped
 from funker_dispatch.devtools.conversation import Conversation, EnvelopeInvalid, HttpEndpoint, Turn
+from funker_dispatch.devtools.dialogmodel import progress_from_json, progress_json
 from funker_dispatch.devtools.simulator import (
     InteractionModel,
     NoMatch,
@@ -183,10 +184,10 @@ class PublicListener(HttpEndpoint):
     def __init__(self, url: str, post: Callable[[str, bytes, Mapping[str, str]], Answer]) -> None:
         super().__init__(url)
         self._post = post
-        self.sent: tuple[bytes, dict[str, str]] = (b"", {})
+        self.sent: list[tuple[bytes, dict[str, str]]] = []  # every request of one call
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
-        self.sent = (body, dict(headers))
+        self.sent.append((body, dict(headers)))
         return self._post(self.url, body, headers)
 
 
@@ -364,12 +365,31 @@ class Console:
         )
         if session is not None:
             conversation.session = _session(session, self.application_id)
+            if isinstance(session, dict):  # a dialog of the dialog model under way
+                conversation.dialog = progress_from_json(
+                    session.get("dialog"), conversation.model.dialog
+                )
         return conversation, listener
 
     def _turn(
         self, turn: Turn, conversation: Conversation, listener: PublicListener, action: str
     ) -> dict[str, Any]:
-        body, headers = listener.sent
+        """The turn, and as `then` what followed it without the user (the dialog model's
+        prompts, and the request Alexa sent on its own), each with its own request."""
+        sent = iter(listener.sent)
+        parts = [self._turn_part(t, conversation, sent, action) for t in turn.chain()]
+        first = parts[0]
+        first["then"] = parts[1:]
+        return first
+
+    def _turn_part(
+        self,
+        turn: Turn,
+        conversation: Conversation,
+        sent: Iterator[tuple[bytes, dict[str, str]]],
+        action: str,
+    ) -> dict[str, Any]:
+        body, headers = (b"", {}) if turn.by_alexa else next(sent, (b"", {}))
         shown = {name: value for name, value in headers.items() if name in SIGNATURE_HEADERS}
         response = turn.response
         return {
@@ -398,7 +418,12 @@ class Console:
             ],
             "trace": trace.decode(turn.answer.headers.get(trace.TRACE_HEADER.lower())),
             "refusal": _refusal(turn),
-            "session": {**_session_json(conversation.session), "ended": conversation.ended},
+            "by_alexa": turn.by_alexa,
+            "session": {
+                **_session_json(conversation.session),
+                "ended": conversation.ended,
+                "dialog": progress_json(conversation.dialog),
+            },
             "script": script_line(conversation.model, turn, action),
         }
 

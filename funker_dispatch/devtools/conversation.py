@@ -225,6 +225,8 @@ class Conversation:
     # request it shows for editing is exactly what was signed.
     encoding: Callable[[Mapping[str, Any]], bytes] = encode
     dialog: DialogProgress | None = field(init=False, default=None)  # a dialog under way
+    # Changes the next envelope before it is signed (a test's `request.<path>: value`).
+    amend: Callable[[dict[str, Any]], None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.session = SessionState(self.application_id)
@@ -392,6 +394,9 @@ class Conversation:
             api_url=api.url if api is not None else None,
             api_token=api.token if api is not None else None,
         )
+        if self.amend is not None:
+            amend, self.amend = self.amend, None
+            amend(sent)
         return self._exchange(sent, said, match)
 
     def send_bytes(self, body: bytes, headers: Mapping[str, str], said: str) -> Turn:

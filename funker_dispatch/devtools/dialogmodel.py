@@ -176,3 +176,49 @@ class DialogProgress:
         if slot is None:
             return None
         return slot.elicitation_prompt if step.kind == "elicit" else slot.confirmation_prompt
+
+
+def progress_json(progress: DialogProgress | None) -> dict[str, Any] | None:
+    """A dialog under way as the console's page keeps it between turns."""
+    if progress is None:
+        return None
+    return {
+        "intent": progress.intent,
+        "values": progress.values,
+        "slot_confirmations": progress.slot_confirmations,
+        "confirmation": progress.confirmation,
+        "state": progress.state,
+        "waiting": None
+        if progress.waiting is None
+        else {"kind": progress.waiting.kind, "slot": progress.waiting.slot},
+    }
+
+
+def progress_from_json(given: Any, model: DialogModel) -> DialogProgress | None:
+    """A dialog from the page, checked field by field; anything unusable is no dialog."""
+    if not isinstance(given, dict) or not isinstance(given.get("intent"), str):
+        return None
+    progress = DialogProgress(given["intent"], model.intents.get(given["intent"]))
+    values = given.get("values")
+    if isinstance(values, dict):
+        progress.values = {
+            k: v for k, v in values.items() if isinstance(k, str) and isinstance(v, str | None)
+        }
+    confirmations = given.get("slot_confirmations")
+    if isinstance(confirmations, dict):
+        progress.slot_confirmations = {
+            k: v for k, v in confirmations.items() if v in (NONE, CONFIRMED, DENIED)
+        }
+    if given.get("confirmation") in (NONE, CONFIRMED, DENIED):
+        progress.confirmation = given["confirmation"]
+    if given.get("state") in (STARTED, IN_PROGRESS, COMPLETED):
+        progress.state = given["state"]
+    waiting = given.get("waiting")
+    if isinstance(waiting, dict) and waiting.get("kind") in (
+        "elicit",
+        "confirm-slot",
+        "confirm-intent",
+    ):
+        slot = waiting.get("slot")
+        progress.waiting = Waiting(waiting["kind"], slot if isinstance(slot, str) else None)
+    return progress
