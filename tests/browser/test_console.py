@@ -171,6 +171,16 @@ def test_an_utterance_that_matches_nothing_is_the_fallback_with_the_nearest_samp
     expect(item.locator("[data-part=nearest] li")).to_have_count(3)
 
 
+def test_a_slot_the_skill_asks_for_is_filled_by_the_next_utterance(console):
+    # The page keeps the dialog between turns: "grace" answers the name the skill elicited.
+    say(console, "say hello")
+    expect(turn(console, 1).locator("[data-part=speech]")).to_contain_text("Who should I say")
+    say(console, "grace")
+    second = turn(console, 2)
+    expect(second.locator("[data-part=understood]")).to_contain_text("HelloIntent")
+    expect(second.locator("[data-part=speech]")).to_contain_text("Hello, Grace!")
+
+
 def test_locales_come_from_the_model_and_a_switch_starts_a_session_in_it(console):
     console.select_option("#locale", "en-GB")
     expect(console.locator("#suggestions option[value='say hiya to Ada']")).to_have_count(1)

@@ -304,6 +304,25 @@ def test_in_process_runs_the_app_without_a_server(example_ports, dev_ca, dev_ca_
 # --- dialog --------------------------------------------------------------------
 
 
+def test_a_name_asked_for_is_the_next_answer_as_on_a_device(server, dev_ca):
+    # The example asks with Dialog.ElicitSlot: "grace" alone fills the slot it asked for,
+    # where a device's answer would otherwise be the fallback intent.
+    code, _, turns = dialog(
+        HttpEndpoint(server.url + "/"),
+        load_interaction_model("en-US"),
+        dev_ca.sign,
+        DEVELOPMENT_SKILL_ID,
+        ["say hello", "grace"],
+        transcript=Transcript(open(os.devnull, "w")),  # noqa: SIM115
+    )
+    assert code == 0
+    asked, answered = turns
+    assert asked.speech == "Hello! Who should I say hello to?" and not asked.ends_session
+    assert answered.request["request"]["intent"]["name"] == "HelloIntent"
+    assert answered.request["request"]["dialogState"] == "IN_PROGRESS"
+    assert answered.speech == "Hello, Grace!"
+
+
 def test_dialog_keeps_one_session_and_carries_session_attributes(server, dev_ca):
     lines = ["open funker dispatch", "say hello", "it's Ada"]
     code, conversation, turns = dialog(

@@ -1,8 +1,9 @@
 """Funker function: greets the person named in HelloIntent's `name` slot (short answer form).
 
-Without a name it asks for one and keeps the session open (a reprompt does
-that), remembering in the session attributes that it asked, so the user's
-answer ("Ada") comes back as HelloIntent in the same session.
+Without a name it asks for one with Dialog.ElicitSlot, keeping the session open
+(a reprompt does that) and remembering in the session attributes that it asked:
+Alexa then takes the user's next words ("Ada") as the slot's value and sends
+HelloIntent again in the same session.
 
 Run: python examples/functions/hello/function.py --port 9102
 """
@@ -53,6 +54,7 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             "speech": f"Hello! {ASK_FOR_NAME}",
             "reprompt": ASK_FOR_NAME,
             "session_attributes": {"asked_name": True},
+            "directives": [{"type": "Dialog.ElicitSlot", "slotToElicit": "name"}],
         }
     greeting = f"Hello, {name}!"
     return {"speech": greeting, "card": {"title": "Hello", "content": greeting}}

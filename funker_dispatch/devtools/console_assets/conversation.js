@@ -4,7 +4,7 @@
 
 import { call, problem } from "./api.js";
 import { el, pretty } from "./dom.js";
-import { noMatch, renderTurn } from "./turn.js";
+import { noMatch, renderPrompt, renderTurn } from "./turn.js";
 
 export class Conversation {
   constructor(locale) {
@@ -77,10 +77,17 @@ export class Conversation {
   }
 
   show(result, pending) {
-    const item = renderTurn(result, { resend: (t, b, r) => this.resend(t, b, r), locale: this.locale });
+    const options = { resend: (t, b, r) => this.resend(t, b, r), locale: this.locale };
+    const item = result.by_alexa ? renderPrompt(result, options) : renderTurn(result, options);
     if (pending) pending.replaceWith(item);
     else this.turns.append(item);
-    item.scrollIntoView({ block: "nearest" });
+    // What followed without the user: the dialog model's prompt, or Alexa's own request.
+    let last = item;
+    for (const next of result.then ?? []) {
+      last = next.by_alexa ? renderPrompt(next, options) : renderTurn(next, options);
+      this.turns.append(last);
+    }
+    last.scrollIntoView({ block: "nearest" });
     if (this.lines.length === 0) this.lastLines = [];
     if (result.script) this.lines.push(result.script);
     this.session = result.session;

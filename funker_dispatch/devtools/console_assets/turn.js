@@ -3,10 +3,21 @@
 
 import { download, el, pretty } from "./dom.js";
 
+// What Alexa said by the dialog model (a slot's or a confirmation's prompt) without
+// asking the skill: no request, no trace.
+export function renderPrompt(turn, { locale }) {
+  return el("li", { class: "turn ok", dataset: { part: "dialog-prompt" } },
+    turn.said ? el("p", { class: "you" }, el("b", {}, "you"), " ", turn.said) : null,
+    turn.speech ? speech(turn.speech, locale) : null,
+    el("p", { class: "muted" }, "a prompt of the dialog model; nothing was sent to the skill"));
+}
+
 // `resend(turn, body, resign)` sends an edited request; `locale` is the voice to speak in.
 export function renderTurn(turn, { resend, locale }) {
   const item = el("li", { class: `turn ${turn.ok ? "ok" : "refused"}`, dataset: { status: turn.status } },
-    el("p", { class: "you" }, el("b", {}, "you"), " ", turn.said),
+    turn.said
+      ? el("p", { class: "you" }, el("b", {}, "you"), " ", turn.said)
+      : el("p", { class: "muted", dataset: { part: "sent-by-alexa" } }, "sent by Alexa, by the dialog model"),
     understood(turn),
     turn.progressive.map((text) =>
       el("p", { class: "alexa progressive", dataset: { part: "progressive" } },
