@@ -63,6 +63,18 @@ BUILT_INS = (
 )
 
 
+# The first function of a new project: it asks for a missing name (Dialog.ElicitSlot),
+# so the next thing the user says is that name, as on a device.
+HELLO_BODY = """if not slots.get("name"):
+        question = "Who should I say hello to?"
+        return {
+            "speech": question,
+            "reprompt": question,
+            "directives": [{"type": "Dialog.ElicitSlot", "slotToElicit": "name"}],
+        }
+    return {"speech": f"Hello, {slots['name']}!"}"""
+
+
 class ScaffoldError(Exception):
     """What cannot be created, and why, in words for the command line."""
 
@@ -129,9 +141,13 @@ def new_project(folder: Path, *, invocation: str | None = None) -> Created:
         intent="HelloIntent",
         utterances=["say hello to {name}", "say hello", "hello"],
         slots={"name": "AMAZON.FirstName"},
-        python_body="return {\"speech\": f\"Hello, {slots.get('name') or 'there'}!\"}",
+        python_body=HELLO_BODY,
     )
     created.files += hello.files
+    # The name is asked for with Dialog.ElicitSlot, which needs the intent in the dialog
+    # model; the slot's samples are what a user answers ("Grace", "it's Grace").
+    model = folder / LOCALES_DIR / "en-US.json"
+    _add_dialog(model, "HelloIntent", "name", ["{name}", "it's {name}"])
     return created
 
 
@@ -200,6 +216,42 @@ def new_function(
         created.changed.append(f"deploy.toml: [intents.{intent}] to the service {name}")
     created.changed.append(_add_service(project, name, image))
     return created
+
+
+def _add_dialog(path: Path, intent: str, slot: str, samples: list[str]) -> None:
+    document = _read_model(path)
+    interaction = document["interactionModel"]
+    for known in interaction["languageModel"]["intents"]:
+        if known.get("name") == intent:
+            for declared in known.get("slots", []):
+                if declared.get("name") == slot:
+                    declared["samples"] = samples
+    slot_type = next(
+        s["type"]
+        for i in interaction["languageModel"]["intents"]
+        if i.get("name") == intent
+        for s in i.get("slots", [])
+        if s.get("name") == slot
+    )
+    interaction.setdefault("dialog", {"delegationStrategy": "SKILL_RESPONSE", "intents": []})
+    interaction["dialog"]["intents"].append(
+        {
+            "name": intent,
+            "delegationStrategy": "SKILL_RESPONSE",
+            "confirmationRequired": False,
+            "prompts": {},
+            "slots": [
+                {
+                    "name": slot,
+                    "type": slot_type,
+                    "elicitationRequired": False,
+                    "confirmationRequired": False,
+                    "prompts": {},
+                }
+            ],
+        }
+    )
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _check_intent(
