@@ -141,3 +141,22 @@ def test_a_file_that_is_not_a_suite_fails_the_run_and_names_it(facts):
     assert done.returncode == 1
     assert "broken.yml: test 'Test 1': invalid assertion: prompt" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_the_documented_suite_passes_against_the_embedded_default(tmp_path):
+    page = (Path(__file__).resolve().parents[2] / "docs" / "alexa.md").read_text()
+    (block,) = [b for b in page.split("```yaml\n")[1:] if "configuration:" in b]
+    suite = tmp_path / "documented.yml"
+    suite.write_text(block.split("```")[0])
+    env = {**os.environ, "FUNKER_DISPATCH_HOME": str(tmp_path / "home")}
+    env.pop("FUNKER_DISPATCH_CONFIG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "funker_dispatch", "test", "--in-process", str(suite)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "SPACECOUNT_DELAY": "0"},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "2 passed, 0 failed"
