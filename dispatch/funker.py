@@ -141,6 +141,9 @@ def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
             sock = _connect(route, deadline)
         except FunctionUnreachable as exc:
             failure = exc  # nothing was sent: always safe to try again
+        except FunctionDeadlineExceeded as exc:
+            failure = exc
+            break
         else:
             with sock:
                 try:
@@ -167,10 +170,14 @@ def _connect(route: Route, deadline: float) -> socket.socket:
         # one it cannot encode, e.g. a label over 63 characters from a long intent name.
         detail = f"cannot resolve {route.host}: not a valid DNS name"
         raise FunctionUnreachable(route.name, detail) from None
-    failure = f"{route.host} resolves to no address" if not addresses else "no time left"
+    failure = f"{route.host} resolves to no address"
     for index, (family, address) in enumerate(addresses):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            if index == 0:
+                # The time ran out before the function could be tried (a busy process, a
+                # slow lookup): a deadline, not a function found unreachable.
+                raise FunctionDeadlineExceeded(route.name, "no time left to connect")
             break
         sock = socket.socket(family, socket.SOCK_STREAM)
         # Share the time left among the addresses not tried yet, so one black-holed

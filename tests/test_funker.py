@@ -310,6 +310,25 @@ def test_connect_timeout_is_unreachable_within_the_deadline():
     assert elapsed < 0.3 + DEADLINE_SLACK
 
 
+def test_a_call_whose_time_ran_out_before_it_could_connect_is_a_deadline(resolver):
+    # A busy dispatcher (or a slow resolver) can spend the last of a call's time before
+    # the first connect: the function was never found unreachable, the time ran out.
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        past = threading.Event()
+
+        def slow(host: str, port: int) -> list[Any]:
+            past.wait(0.3)  # the call's 0.1 s are gone once the lookup answers
+            return addresses("127.0.0.1")(host, port)
+
+        resolver["slow.funker.test"] = slow
+        slow_route = Route(name="slow", host="slow.funker.test", port=listening.getsockname()[1])
+        with pytest.raises(FunctionDeadlineExceeded) as caught:
+            call(slow_route, {}, timeout=0.1)
+    assert caught.value.kind == "deadline"
+
+
 def test_function_down_at_first_then_up_is_answered_within_the_deadline(resolver):
     # A function that exited after its last request, restarted by Swarm a moment later.
     listener = socket.socket()

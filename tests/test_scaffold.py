@@ -62,7 +62,9 @@ def test_a_new_project_loads_checks_and_routes_hello_to_its_function(project, mo
     report = check_models(settings.skill.models_dir, Router(settings.routes))
     assert report.errors == [] and report.warnings == [], report
     intents = {intent["name"]: intent for intent in model(project)["intents"]}
-    assert intents["HelloIntent"]["slots"] == [{"name": "name", "type": "AMAZON.FirstName"}]
+    (name,) = intents["HelloIntent"]["slots"]
+    assert (name["name"], name["type"]) == ("name", "AMAZON.FirstName")
+    assert "{name}" in name["samples"]  # what a user answers when it is elicited
     assert "AMAZON.FallbackIntent" in intents and "AMAZON.NavigateHomeIntent" in intents
     for path in ("tests/hello.yml", "README.md", "deploy.toml", ".gitignore"):
         assert (project / path).is_file(), path
