@@ -43,6 +43,8 @@ INTENT_EXAMPLES = ("spacecount", "hello", "hostname", "captains")
 FUNCTIONS = tuple(
     sorted(p.parent.name for p in (ROOT / "examples" / "functions").glob("*/Dockerfile"))
 )
+# The stack's Node functions: the same answer as the Python example, from its own folder.
+NODE_EXAMPLES = {"hostname": "examples/functions/hostname/node"}
 # Variables the stack interpolates; cleared so the defaults are what is checked.
 STACK_VARIABLES = ("REGISTRY", "TAG", "PUBLISHED_PORT", "DISPATCH_CONFIG_VERSION")
 
@@ -318,26 +320,38 @@ def in_context(relative: str, rules: list[tuple[bool, str]]) -> bool:
     return included
 
 
-def context_files(source: str) -> Iterator[str]:
-    base = ROOT / source
-    paths = [base] if base.is_file() else base.rglob("*")
+def context_of(dockerfile: Path) -> Path:
+    """A folder with a .dockerignore of its own is built from itself (a self-contained
+    function, as `funker-dispatch new function` writes one); the rest from the root."""
+    return dockerfile.parent if (dockerfile.parent / ".dockerignore").exists() else ROOT
+
+
+def context_files(source: str, context: Path = ROOT) -> Iterator[str]:
+    base = context / source
+    paths = (
+        [base]
+        if base.is_file()
+        else (base.parent.glob(base.name) if "*" in source else base.rglob("*"))
+    )
     for path in paths:
         if path.is_file() and "__pycache__" not in path.parts:
-            yield path.relative_to(ROOT).as_posix()
+            yield path.relative_to(context).as_posix()
 
 
 def context_rules(dockerfile: Path) -> list[tuple[bool, str]]:
-    """BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile first, else the root's."""
+    """BuildKit reads <Dockerfile>.dockerignore beside the Dockerfile first, else the
+    context's own .dockerignore."""
     own = dockerfile.with_name(dockerfile.name + ".dockerignore")
-    return ignore_rules(own if own.exists() else ROOT / ".dockerignore")
+    return ignore_rules(own if own.exists() else context_of(dockerfile) / ".dockerignore")
 
 
 @pytest.mark.parametrize("path", dockerfiles(), ids=lambda p: p.relative_to(ROOT).as_posix())
 @pytest.mark.parametrize("ignore", ["its own", "root only"])
 def test_build_context_holds_every_file_the_dockerfile_copies(path, ignore):
-    rules = context_rules(path) if ignore == "its own" else ignore_rules(ROOT / ".dockerignore")
+    context = context_of(path)
+    rules = context_rules(path) if ignore == "its own" else ignore_rules(context / ".dockerignore")
     for source in copy_sources(path):
-        files = list(context_files(source))
+        files = list(context_files(source, context))
         assert files, f"{source} is missing from the repository"
         left_out = [f for f in files if not in_context(f, rules)]
         assert not left_out, f"{path.relative_to(ROOT)} copies {source}, context lacks {left_out}"
@@ -512,7 +526,11 @@ def test_function_runs_two_replicas_restarted_without_delay(stack, name):
     policy = service["deploy"]["restart_policy"]
     assert policy["condition"] == "any"
     assert seconds(policy["delay"]) == 0
-    assert service["build"]["dockerfile"] == f"examples/functions/{name}/Dockerfile"
+    build = service["build"]
+    if name in NODE_EXAMPLES:  # built from its own folder, nothing of the repository
+        assert (build["context"], build["dockerfile"]) == (NODE_EXAMPLES[name], "Dockerfile")
+    else:
+        assert build["dockerfile"] == f"examples/functions/{name}/Dockerfile"
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

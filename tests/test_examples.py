@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -589,3 +590,21 @@ def test_session_ended_and_audio_player_samples_are_what_alexa_sends():
     started = request_file("audioplayer-started.json")
     assert "session" not in started  # AudioPlayer events come outside any session
     assert started["request"]["token"] == started["context"]["AudioPlayer"]["token"]
+
+
+# --- the Node hostname the stack runs ----------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_node_hostname_answers_as_the_python_one_does():
+    folder = FUNCTIONS / "hostname" / "node"
+    port = free_port()
+    env = {**os.environ, "FUNKER_PORT": str(port), "FUNKER_HOST": "127.0.0.1"}
+    child = subprocess.Popen(["node", "index.js"], cwd=folder, env=env)
+    try:
+        wait_until(lambda: child.poll() is None and accepts(port), 30, "the Node hostname")
+        answer = call(Route(name="HostnameIntent", host="127.0.0.1", port=port), {}, timeout=10)
+    finally:
+        child.kill()
+        child.wait()
+    assert answer == load_function("hostname").handle({})  # same machine, same name

@@ -265,3 +265,11 @@ def test_a_handler_that_fails_gets_no_answer_and_the_next_call_is_served(
     assert call(route, {"request": {}}, timeout=10) == {"speech": "This is w."}
     assert accepts(port)  # a port probe is no request, and the function lives on
     assert call(route, {"request": {}}, timeout=10) == {"speech": "This is w."}
+
+
+def test_the_stacks_node_example_carries_the_protocol_new_function_writes():
+    # A self-contained folder holds its own copy; the copy must not drift from the template.
+    root = Path(__file__).resolve().parent.parent
+    example = root / "examples" / "functions" / "hostname" / "node" / "protocol.js"
+    template = root / "funker_dispatch" / "devtools" / "templates" / "node" / "protocol.js"
+    assert example.read_bytes() == template.read_bytes()

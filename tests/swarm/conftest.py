@@ -77,7 +77,8 @@ def images(
         for image in stack_images({"REGISTRY": "", "TAG": tag}):
             built[image.service] = result = _build(docker, image)
             report.append(
-                f"built {image.reference} from {image.dockerfile}: {result.seconds:.1f} s, "
+                f"built {image.reference} from {image.context}/{image.dockerfile}: "
+                f"{result.seconds:.1f} s, "
                 f"{result.size_bytes / 1e6:.0f} MB"
             )
         yield built

@@ -124,8 +124,9 @@ class Image:
     """One image the stack runs, and how to build it from the working tree."""
 
     service: str
-    dockerfile: str  # relative to the repository root, the build context
+    dockerfile: str  # relative to the build context
     reference: str  # the stack's `image:` with the variables filled in
+    context: str = "."  # relative to the repository root: "." or a self-contained folder
 
 
 def stack_services() -> dict[str, dict[str, Any]]:
@@ -139,12 +140,12 @@ def stack_images(variables: Mapping[str, str]) -> list[Image]:
         build = service.get("build")
         if build is None:
             continue
-        assert build.get("context", ".") == ".", f"{name}: the build context is the repo root"
         images.append(
             Image(
                 name,
                 build.get("dockerfile", "Dockerfile"),
                 interpolate(service["image"], variables),
+                build.get("context", "."),
             )
         )
     return images
@@ -163,7 +164,8 @@ class Built:
 
 
 def build(docker: Docker, image: Image, timeout: float = 900) -> Built:
-    """`docker build -f <Dockerfile> .` from the repository root, as the Dockerfile headers say.
+    """`docker build -f <Dockerfile> <context>` from the repository root, as the Dockerfile
+    headers say: the root, or a function's own folder (a Node function).
 
     --network host: the CI machine's engine gives build containers no route
     out (dockerd --iptables=false), and pip needs PyPI. No build argument.
@@ -174,10 +176,10 @@ def build(docker: Docker, image: Image, timeout: float = 900) -> Built:
         "--network",
         "host",
         "-f",
-        image.dockerfile,
+        f"{image.context}/{image.dockerfile}",
         "-t",
         image.reference,
-        ".",
+        image.context,
         timeout=timeout,
     )
     seconds = time.monotonic() - started
