@@ -71,7 +71,7 @@ def test_locales_shorthand_and_bare_lines():
     launch, asked, last = example("05").tests[0].interactions
     assert launch.utterance == "LaunchRequest" and not launch.assertions
     assert asked.utterance == "AMAZON.HelpIntent"
-    assert last.utterance is None and last.exit  # a bare `exit` sends nothing
+    assert last.utterance is None  # a bare `exit` sends nothing, and ends the test
 
 
 def test_goto_and_tags_are_read():

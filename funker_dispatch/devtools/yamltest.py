@@ -54,7 +54,6 @@ SHORTHAND = {
     "sessionEnded": "response.shouldEndSession",
 }
 OPERATORS = ("==", "=~", "!=", ">=", "<=", ">", "<")  # the order Bespoken tries them in
-REQUEST_TYPES = ("LaunchRequest", "SessionEndedRequest")
 UNDEFINED = object()  # `undefined`: asserts the value is absent
 _INTENT_FORM = re.compile(r'([\w.-]+)((?: \w+=(?:"[^"]*"|[^ ]*))*)')
 _SLOT = re.compile(r'(\w+)=("[^"]*"|[^ ]*)')
@@ -93,7 +92,6 @@ class Interaction:
     slots: dict[str, str] = field(default_factory=dict)
     label: str | None = None
     request: dict[str, Any] = field(default_factory=dict)  # path -> value, set before sending
-    exit: bool = False
 
 
 @dataclass
@@ -194,7 +192,7 @@ def _interaction(item: Any) -> Interaction:
     if isinstance(item, str | int | float):
         text = str(item).strip()
         if text == "exit":
-            return Interaction(None, exit=True)
+            return Interaction(None)
         for op in OPERATORS:
             if f" {op} " in text:
                 utterance, value = text.split(f" {op} ", 1)
