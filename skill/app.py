@@ -38,6 +38,7 @@ from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
 from skill import trace  # noqa: E402
+from skill.draining import draining  # noqa: E402  (its shared flag: made before any fork)
 from skill.envelope import (  # noqa: E402
     MAX_BODY_BYTES,
     EnvelopeSerializer,
@@ -177,7 +178,7 @@ def create_app(settings: Settings) -> Flask:
     app.after_request(_log_request)
     app.teardown_request(_request_done)
     _json_errors(app)
-    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
+    app.add_url_rule("/healthz", "healthz", healthz)
     if settings.triggers.configured:
         from skill import events
 
@@ -205,7 +206,7 @@ def create_admin_app(public: Flask, extensions: Sequence[Callable[[Flask], None]
     if settings.server.admin_token is not None:
         app.before_request(_bearer_token_check(settings.server.admin_token))
     _json_errors(app)
-    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ok"))
+    app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/readyz", "readyz", lambda: _readyz(ready))
     app.add_url_rule("/metrics", "metrics", _metrics)
     app.add_url_rule("/intents", "intents", lambda: _intents(router, models))
@@ -285,6 +286,13 @@ def _bearer_token_check(token: str) -> Callable[[], Response | None]:
         return response
 
     return check
+
+
+def healthz() -> Any:
+    """Alive: 200; draining after SIGTERM: 503, so a balancer stops sending here first."""
+    if draining():
+        return jsonify(status="draining"), 503
+    return jsonify(status="ok")
 
 
 def model_intents(models: dict[str, Any]) -> list[str]:

@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,35 @@ def serve(settings: Settings, admin_extensions: Sequence[Callable[[Any], None]] 
         _print_embedded_banner(settings)
     elif settings.skill.development:
         _print_development_banner(settings)
+    server = _granian(settings, settings.server.host, settings.server.port, settings.server.workers)
+    if settings.server.drain_seconds:
+        _drain_first(server, settings.server.drain_seconds)
     try:
-        _granian(
-            settings, settings.server.host, settings.server.port, settings.server.workers
-        ).serve(target_loader=lambda *_: public, wrap_loader=False)
+        server.serve(target_loader=lambda *_: public, wrap_loader=False)
     finally:
         stop_children()
+
+
+def _drain_first(server: Any, seconds: float) -> None:
+    """SIGTERM (or SIGINT) makes /healthz answer 503 in every process for `seconds` while
+    requests are still served, then stops the server as before: a balancer checking
+    /healthz stops sending first. A second signal stops at once."""
+    from skill.draining import draining, start_draining
+
+    stop = server.signal_handler_interrupt  # granian's own: stop accepting, finish, exit
+
+    def drain_then_stop(*args: Any, **kwargs: Any) -> None:
+        if draining():
+            stop(*args, **kwargs)
+            return
+        start_draining()
+        log.info("draining: /healthz answers 503 for %g s, then the server stops", seconds)
+        timer = threading.Timer(seconds, stop)
+        timer.daemon = True
+        timer.start()
+
+    # granian installs the handler when serve() starts, from this attribute.
+    server.signal_handler_interrupt = drain_then_stop
 
 
 def _bridge(cls: Any, app: Any, settings: Settings, *, public: bool) -> Any:

@@ -53,6 +53,7 @@ class ServerSettings:
     keyfile: str | None = None
     forwarded_allow_ips: tuple[str, ...] = ()  # proxies whose X-Forwarded-* we trust
     graceful_timeout: float = 20.0
+    drain_seconds: float = 0.0  # SIGTERM: /healthz 503 this long before stopping
     access_log: bool = False
     # Request line, headers and body must all arrive within this.
     read_timeout: float = 10.0
@@ -171,6 +172,11 @@ SERVER_KEYS: dict[str, Key] = {
     "forwarded_allow_ips": Key(networks, "proxies whose X-Forwarded-Proto/-For are believed"),
     # Below granian's and Docker's own limits; a stop must not wait for ever.
     "graceful_timeout": Key(seconds_up_to(600), "how long SIGTERM lets requests in flight finish"),
+    "drain_seconds": Key(
+        seconds_from_zero_under(600, "a drain is not a way to keep serving"),
+        "on SIGTERM, /healthz answers 503 this long first while requests are still served, "
+        "so a balancer stops sending (its checks' fall × interval, and some); 0: stop at once",
+    ),
     "access_log": Key(boolean, "granian's access log, besides the JSON request log"),
     # The HTTP server's header read timeout tops out at 60 s.
     "read_timeout": Key(seconds_up_to(60), "request line, headers and body must arrive within it"),
