@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -141,11 +142,9 @@ def _endpoint_flags(parser: argparse.ArgumentParser) -> None:
 
 def served_url(settings: Settings) -> str:
     """Where a server of `settings` on this machine answers Alexa's path."""
-    server = settings.server
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
-    host = f"[{host}]" if ":" in host else host
-    scheme = "https" if server.certfile else "http"
-    return f"{scheme}://{host}:{server.port}{server.path}"
+    from skill.settings import public_origin
+
+    return public_origin(settings.server) + settings.server.path
 
 
 def admin_extensions(settings: Settings) -> list[Callable[[Any], None]]:
@@ -370,10 +369,8 @@ def run_tests(settings: Settings, args: argparse.Namespace, parser: argparse.Arg
     from pathlib import Path
 
     from funker_dispatch.devtools import conversation, yamltest
-    from funker_dispatch.devtools.alexa_api import local_alexa_api
     from funker_dispatch.devtools.simulator import ModelNotFound, load_interaction_model
-    from skill.client import EndpointError, EndpointUnreachable
-    from skill.settings import DEVELOPMENT_SKILL_ID
+    from skill.client import EndpointError
 
     if args.url and args.in_process:
         parser.error("test: --url and --in-process exclude each other")
@@ -388,20 +385,9 @@ def run_tests(settings: Settings, args: argparse.Namespace, parser: argparse.Arg
     out = _console()
     results: list[yamltest.TestResult] = []
     broken = 0
-    application_id = next(iter(settings.skill.application_ids), DEVELOPMENT_SKILL_ID)
-    sign = conversation.dev_ca_signer()
-    url = args.url or served_url(settings)
-
-    def note(text: str) -> None:
-        print(f"funker-dispatch test: {text}", file=sys.stderr)
-
+    application_id, sign = _signing(settings)
     try:
-        with (
-            local_alexa_api(settings, note=note) as api,
-            conversation.open_endpoint(
-                url, in_process=args.in_process, settings=settings, timeout=args.timeout
-            ) as endpoint,
-        ):
+        with _skill_endpoint(settings, args) as (endpoint, api):
             for path in files:
                 try:
                     suite = yamltest.parse_suite(path.read_text(encoding="utf-8"), path)
@@ -425,11 +411,7 @@ def run_tests(settings: Settings, args: argparse.Namespace, parser: argparse.Arg
                         results.append(result)
                         _print_result(out, result)
     except EndpointError as exc:
-        hint = (
-            " — is funker-dispatch serve running?" if isinstance(exc, EndpointUnreachable) else ""
-        )
-        print(f"funker-dispatch test: {exc}{hint}", file=sys.stderr)
-        return 2
+        return _no_answer(args, exc)
     passed = sum(1 for r in results if r.passed)
     failed = sum(1 for r in results if r.failures) + broken
     skipped = sum(1 for r in results if r.skipped)
@@ -474,15 +456,13 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
     from pathlib import Path
 
     from funker_dispatch.devtools import conversation
-    from funker_dispatch.devtools.alexa_api import local_alexa_api
     from funker_dispatch.devtools.simulator import (
         ModelNotFound,
         load_interaction_model,
         parse_slot_flags,
         undeclared_slots,
     )
-    from skill.client import EndpointError, EndpointUnreachable
-    from skill.settings import DEVELOPMENT_SKILL_ID
+    from skill.client import EndpointError
 
     if args.command == "simulate":
         options = (args.utterance, args.intent, args.launch, args.end, args.request)
@@ -521,21 +501,9 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
         return 2
     # The model answers in the requested locale; a missing one falls back by language.
     model = replace(model, locale=args.locale)
-    url = args.url or served_url(settings)
-    application_id = next(iter(settings.skill.application_ids), DEVELOPMENT_SKILL_ID)
-    sign = conversation.dev_ca_signer()
-
-    def note(text: str) -> None:  # stderr: `simulate --json` keeps stdout pure JSON
-        print(f"funker-dispatch {args.command}: {text}", file=sys.stderr)
-
+    application_id, sign = _signing(settings)
     try:
-        # Alexa's API stands in on loopback for the command: progressive responses land there.
-        with (
-            local_alexa_api(settings, note=note) as api,
-            conversation.open_endpoint(
-                url, in_process=args.in_process, settings=settings, timeout=args.timeout
-            ) as endpoint,
-        ):
+        with _skill_endpoint(settings, args) as (endpoint, api):
             if args.command == "simulate":
                 return conversation.simulate(
                     endpoint,
@@ -563,12 +531,49 @@ def talk(settings: Settings, args: argparse.Namespace, parser: argparse.Argument
             )
             return code
     except EndpointError as exc:
-        # No usable answer: one line, the status of a usage error, never a traceback.
-        hint = ""
-        if isinstance(exc, EndpointUnreachable):
-            hint = " — is `make run` (funker-dispatch serve) running?"
-        print(f"funker-dispatch {args.command}: {exc}{hint}", file=sys.stderr)
-        return 2
+        return _no_answer(args, exc)
+
+
+def _signing(settings: Settings) -> tuple[str, Any]:
+    """The skill id the tools' requests carry and the development CA's signer."""
+    from funker_dispatch.devtools.conversation import dev_ca_signer
+    from skill.settings import DEVELOPMENT_SKILL_ID
+
+    return next(iter(settings.skill.application_ids), DEVELOPMENT_SKILL_ID), dev_ca_signer()
+
+
+@contextmanager
+def _skill_endpoint(settings: Settings, args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
+    """simulate, dialog and test: the endpoint (--url, else the configuration's own, or the
+    app --in-process) and Alexa's API standing in on loopback, where progressive responses
+    land."""
+    from funker_dispatch.devtools.alexa_api import local_alexa_api
+    from funker_dispatch.devtools.conversation import open_endpoint
+
+    def note(text: str) -> None:  # stderr: `simulate --json` keeps stdout pure JSON
+        print(f"funker-dispatch {args.command}: {text}", file=sys.stderr)
+
+    url = args.url or served_url(settings)
+    with (
+        local_alexa_api(settings, note=note) as api,
+        open_endpoint(
+            url, in_process=args.in_process, settings=settings, timeout=args.timeout
+        ) as endpoint,
+    ):
+        yield endpoint, api
+
+
+def _no_answer(args: argparse.Namespace, exc: Exception) -> int:
+    """No usable answer: one line, the status of a usage error, never a traceback."""
+    from skill.client import EndpointUnreachable
+
+    hint = " — is `make run` (funker-dispatch serve) running?"
+    print(
+        f"funker-dispatch {args.command}: {exc}"
+        f"{hint if isinstance(exc, EndpointUnreachable) else ''}",
+        file=sys.stderr,
+    )
+    return 2
 
 
 if __name__ == "__main__":

@@ -64,7 +64,13 @@ from funker_dispatch.devtools.simulator import (
 from skill import client, trace
 from skill.client import Answer, EndpointError
 from skill.progressive import DIRECTIVES_PATH
-from skill.settings import DEVELOPMENT_SKILL_ID, DEVELOPMENT_TOPIC, ServerSettings, admin_origin
+from skill.settings import (
+    DEVELOPMENT_SKILL_ID,
+    DEVELOPMENT_TOPIC,
+    ServerSettings,
+    admin_origin,
+    public_origin,
+)
 
 ASSETS = Path(__file__).with_name("console_assets")
 TOKEN_HEADER = "X-Console-Token"
@@ -208,7 +214,7 @@ class Console:
         self.hosts = _own_hosts(server)
         self.inbox = ConsoleInbox(self.origin)
         self.application_id = next(iter(self.settings.skill.application_ids), DEVELOPMENT_SKILL_ID)
-        self.public = _public_origin(server)
+        self.public = public_origin(server)
         self.alexa_url = self.public + self.settings.server.path
         self.tls = _own_certificate(server)
         # Loaded (created the first time) at start, in the process that forks: a console
@@ -758,15 +764,6 @@ def _own_hosts(server: ServerSettings) -> frozenset[str]:
     port = server.admin_port
     host = admin_origin(server).removeprefix("http://").rsplit(":", 1)[0]
     return frozenset(f"{name.lower()}:{port}" for name in (host, "localhost"))
-
-
-def _public_origin(server: ServerSettings) -> str:
-    """Where this machine reaches the public listener: a wildcard address means loopback."""
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(server.host, server.host)
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = "https" if server.certfile else "http"
-    return f"{scheme}://{host}:{server.port}"
 
 
 def _own_certificate(server: ServerSettings) -> ssl.SSLContext | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from funker_dispatch.devtools.modelcheck import REQUIRED_BUILT_INS
+
 TEMPLATES = Path(__file__).with_name("templates")
 LOCALES_DIR = Path("interaction_models/interactionModels/custom")
 #: Where the stack mounts the model in the dispatcher image: beside its dispatch.toml, so
@@ -52,15 +54,6 @@ _FUNCTION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _SLOT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 _BUILT_IN_TYPE = re.compile(r"AMAZON\.[A-Za-z][A-Za-z_]*")
 _BRACED = re.compile(r"\{([^{}]*)\}")
-
-#: The built-in intents certification requires, with nothing routed: the skill answers them.
-BUILT_INS = (
-    "AMAZON.HelpIntent",
-    "AMAZON.StopIntent",
-    "AMAZON.CancelIntent",
-    "AMAZON.FallbackIntent",
-    "AMAZON.NavigateHomeIntent",
-)
 
 
 # The first function of a new project: it asks for a missing name (Dialog.ElicitSlot),
@@ -349,7 +342,7 @@ def _language_model(invocation: str) -> str:
         "interactionModel": {
             "languageModel": {
                 "invocationName": invocation,
-                "intents": [{"name": name, "samples": []} for name in BUILT_INS],
+                "intents": [{"name": name, "samples": []} for name in REQUIRED_BUILT_INS],
                 "types": [],
             }
         }

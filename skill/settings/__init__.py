@@ -31,6 +31,7 @@ from skill.settings.sections import (
     SkillSettings,
     VerificationSettings,
     admin_origin,
+    public_origin,
 )
 from skill.settings.triggers import (
     EVENTBRIDGE_API_KEY_ENV,
@@ -68,5 +69,6 @@ __all__ = [
     "admin_origin",
     "embedded_default",
     "load_settings",
+    "public_origin",
     "settings_from_mapping",
 ]

@@ -252,6 +252,15 @@ def admin_origin(server: ServerSettings) -> str:
     return f"http://{host}:{server.admin_port}"
 
 
+def public_origin(server: ServerSettings) -> str:
+    """Where this machine reaches the public listener: a wildcard address means loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(server.host, server.host)
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal in a URL
+    scheme = "https" if server.certfile else "http"
+    return f"{scheme}://{host}:{server.port}"
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` names this machine only (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
