@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,3 +43,20 @@ def accepts(port: int, host: str = "127.0.0.1") -> bool:
         return True
     except OSError:
         return False
+
+
+def console_script() -> list[str]:
+    """The `funker-dispatch` a user runs: the venv's console script, else `python -m`."""
+    script = Path(sys.executable).parent / "funker-dispatch"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "funker_dispatch"]
+
+
+def stop(process: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM, then SIGKILL when it has not exited within `grace` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

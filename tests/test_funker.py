@@ -316,14 +316,16 @@ def test_a_call_whose_time_ran_out_before_it_could_connect_is_a_deadline(resolve
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
-        past = threading.Event()
+        started: list[float] = []
 
         def slow(host: str, port: int) -> list[Any]:
-            past.wait(0.3)  # the call's 0.1 s are gone once the lookup answers
+            # The lookup answers only once the call's 0.1 s are gone.
+            wait_until(lambda: time.monotonic() - started[0] > 0.1, 10, "the call's time to pass")
             return addresses("127.0.0.1")(host, port)
 
         resolver["slow.funker.test"] = slow
         slow_route = Route(name="slow", host="slow.funker.test", port=listening.getsockname()[1])
+        started.append(time.monotonic())
         with pytest.raises(FunctionDeadlineExceeded) as caught:
             call(slow_route, {}, timeout=0.1)
     assert caught.value.kind == "deadline"

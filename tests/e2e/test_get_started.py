@@ -14,13 +14,12 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, wait_until
+from tests.helpers import console_script, free_port, stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs" / "get-started.md").read_text(encoding="utf-8")
@@ -55,8 +54,7 @@ def test_your_own_skill_runs_as_written(tmp_path: Path):
         "FUNKER_DISPATCH_SERVER_ADMIN_PORT": str(admin_port),
     }
     env.pop("FUNKER_DISPATCH_CONFIG", None)
-    script = Path(sys.executable).parent / "funker-dispatch"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "funker_dispatch"]
+    command = console_script()
     cwd, outputs, servers = tmp_path, [], []
     try:
         for line in lines(RECIPE):
@@ -91,8 +89,7 @@ def test_your_own_skill_runs_as_written(tmp_path: Path):
             outputs.append(done.stdout)
     finally:
         for server in servers:
-            server.terminate()
-            server.wait(timeout=30)
+            stop(server)
     assert "`simulate` answers `This is weather.`" in RECIPE
     assert any("alexa This is weather." in output for output in outputs)
     assert outputs[-1].strip().splitlines()[-1].endswith("passed, 0 failed")

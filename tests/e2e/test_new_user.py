@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -19,14 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, wait_until
+from tests.helpers import console_script, free_port, stop, wait_until
 
 NODE = shutil.which("node")
-
-
-def command() -> list[str]:
-    script = Path(sys.executable).parent / "funker-dispatch"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "funker_dispatch"]
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
@@ -44,7 +38,12 @@ def test_a_new_user_gets_their_own_skill_speaking_editing_and_tested(tmp_path):
 
     def run(*args: str, cwd: Path = project, code: int | None = 0) -> str:
         done = subprocess.run(
-            [*command(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+            [*console_script(), *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if code is not None:
             assert done.returncode == code, (args, done.stdout, done.stderr)
@@ -60,7 +59,7 @@ def test_a_new_user_gets_their_own_skill_speaking_editing_and_tested(tmp_path):
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
-            [*command(), "serve"], cwd=project, env=env, stdout=log, stderr=log
+            [*console_script(), "serve"], cwd=project, env=env, stdout=log, stderr=log
         )
     try:
 
@@ -113,10 +112,5 @@ def test_a_new_user_gets_their_own_skill_speaking_editing_and_tested(tmp_path):
         )
         assert failure is not None and "Expected value at [prompt]" in failure.text
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
     print(f"new user: own answer {speaking:.1f} s after `new`; an edit heard in {reload:.2f} s")

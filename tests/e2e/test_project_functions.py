@@ -23,7 +23,7 @@ import pytest
 
 from skill.settings import DEVELOPMENT_SKILL_ID
 from tests.e2e.conftest import Answer, intent, post
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, stop, wait_until
 from verification.devca import DevCA
 
 PYTHON_FUNCTION = """\
@@ -182,13 +182,8 @@ def make_project(tmp_path: Path) -> Iterator[Callable[..., Project]]:
 
     yield make
     for project in made:
-        if project.process is not None and project.process.poll() is None:
-            project.process.terminate()
-            try:
-                project.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                project.process.kill()
-                project.process.wait()
+        if project.process is not None:
+            stop(project.process)
 
 
 DEVELOPMENT = '[skill]\ndevelopment = true\ninteraction_models = "interaction_models"\n\n'

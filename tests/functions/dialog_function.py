@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import threading
 from pathlib import Path
 
@@ -40,23 +39,18 @@ def respond(request: dict) -> dict:
 
 
 def serve(port: int, record: Path) -> None:
+    from dispatch.funker import make_server
+
     lock = threading.Lock()
 
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            data = b"".join(iter(lambda: conn.recv(65536), b""))
-            if not data:
-                return  # a port probe
-            request = json.loads(data)
-            with lock, record.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(request) + "\n")
-            conn.sendall(json.dumps(respond(request)).encode())
+    def handle(request: dict) -> dict:
+        with lock, record.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(request) + "\n")
+        return respond(request)
 
-    with socket.create_server(("127.0.0.1", port)) as listener:
-        print("ready", flush=True)
-        while True:
-            conn, _ = listener.accept()
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    server = make_server(handle, "127.0.0.1", port)
+    print("ready", flush=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,6 @@ Prints "ready" once listening.
 from __future__ import annotations
 
 import argparse
-import json
-import socket
-import threading
 
 FACT = "A year on Mercury is just 88 days long."
 
@@ -44,21 +41,13 @@ def respond(request: dict) -> dict:
 
 
 def main() -> None:
+    from dispatch.funker import make_server
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    port = parser.parse_args().port
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            data = b"".join(iter(lambda: conn.recv(65536), b""))
-            if data:  # else a port probe
-                conn.sendall(json.dumps(respond(json.loads(data))).encode())
-
-    with socket.create_server(("127.0.0.1", port)) as listener:
-        print("ready", flush=True)
-        while True:
-            conn, _ = listener.accept()
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+    server = make_server(respond, "127.0.0.1", parser.parse_args().port)
+    print("ready", flush=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
