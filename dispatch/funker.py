@@ -40,6 +40,14 @@ _MAX_BACKOFF = 0.2
 DEFAULT_READ_TIMEOUT = 30.0
 #: Connections `serve()` handles at once; past it, the rest wait in the listen backlog.
 DEFAULT_MAX_HANDLERS = 64
+#: Seconds a connect may take before the next address is tried ([dispatch] connect_timeout).
+#: A live task on an overlay network accepts in milliseconds; one on a node that just died
+#: never answers the SYN, and Swarm keeps its address in DNS until the node is marked down.
+DEFAULT_CONNECT_TIMEOUT = 0.5
+#: Seconds an address that failed stays last in the order addresses are tried: long
+#: enough to outlast Swarm noticing a dead node (a few heartbeats), short enough that a
+#: task back on that address is soon used again. Only the order changes: nothing is skipped.
+SUSPECT_SECONDS = 10.0
 
 Handler = Callable[[Any], Any]
 
@@ -96,12 +104,16 @@ def call(
     *,
     timeout: float,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> Any:
     """Send `payload` to the function serving `route` and return its one JSON answer.
 
     `timeout` bounds the whole call: waiting for a concurrency slot, connecting,
     retrying, sending and reading (a hung system resolver is the one thing it
-    cannot interrupt). `route.concurrency` bounds calls in flight from this
+    cannot interrupt). The host is resolved again on every attempt (a Swarm
+    dnsrr name lists the tasks running now), and each of its addresses gets at
+    most `connect_timeout` seconds before the next is tried; addresses that
+    failed lately are tried last. `route.concurrency` bounds calls in flight from this
     process only, not across workers or replicas. Raises a FunctionError
     subclass: FunctionRequestUnencodable, before anything is sent, for a
     payload that strict JSON cannot carry (NaN, infinity, nesting too deep);
@@ -118,7 +130,7 @@ def call(
         else _encode_request(route, payload)
     )
     with _slot(route, deadline):
-        return _call(route, body, deadline, max_response_bytes)
+        return _call(route, body, deadline, max_response_bytes, connect_timeout)
 
 
 def _encode_request(route: Route, payload: Any) -> bytes:
@@ -131,14 +143,16 @@ def _encode_request(route: Route, payload: Any) -> bytes:
         raise FunctionRequestUnencodable(route.name, detail) from None
 
 
-def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
+def _call(
+    route: Route, body: bytes, deadline: float, limit: int, connect_timeout: float
+) -> Any:
     backoff = _FIRST_BACKOFF
     attempts = 0
     failure: FunctionError = FunctionDeadlineExceeded(route.name, "no time left to connect")
     while deadline - time.monotonic() > 0:
         attempts += 1
         try:
-            sock = _connect(route, deadline)
+            sock, address = _connect(route, deadline, connect_timeout)
         except FunctionUnreachable as exc:
             failure = exc  # nothing was sent: always safe to try again
         except FunctionDeadlineExceeded as exc:
@@ -149,6 +163,7 @@ def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
                 try:
                     return _exchange(route, sock, body, deadline, limit)
                 except _HungUp as exc:
+                    _suspect(address)  # a replica going away: the resend goes elsewhere
                     failure = FunctionProtocolError(route.name, str(exc))
                     # The function may have acted on the payload before hanging up.
                     if not route.idempotent:
@@ -158,7 +173,9 @@ def _call(route: Route, body: bytes, deadline: float, limit: int) -> Any:
     raise type(failure)(route.name, f"{failure.detail} ({attempts} attempts)")
 
 
-def _connect(route: Route, deadline: float) -> socket.socket:
+def _connect(
+    route: Route, deadline: float, connect_timeout: float
+) -> tuple[socket.socket, Any]:
     """Connect to the first address of the route's host that accepts; sends nothing."""
     try:
         addresses = _resolve(route.host, route.port)
@@ -171,6 +188,7 @@ def _connect(route: Route, deadline: float) -> socket.socket:
         detail = f"cannot resolve {route.host}: not a valid DNS name"
         raise FunctionUnreachable(route.name, detail) from None
     failure = f"{route.host} resolves to no address"
+    addresses = _suspects_last(addresses)
     for index, (family, address) in enumerate(addresses):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -180,17 +198,41 @@ def _connect(route: Route, deadline: float) -> socket.socket:
                 raise FunctionDeadlineExceeded(route.name, "no time left to connect")
             break
         sock = socket.socket(family, socket.SOCK_STREAM)
-        # Share the time left among the addresses not tried yet, so one black-holed
-        # replica (Swarm dnsrr) cannot eat the whole deadline before its siblings.
-        sock.settimeout(remaining / (len(addresses) - index))
+        # A black-holed replica (a dead node's task, still in Swarm's DNS) gets at most
+        # connect_timeout, and never more than its share of the time left: its siblings
+        # must still have time to answer.
+        sock.settimeout(min(connect_timeout, remaining / (len(addresses) - index)))
         try:
             sock.connect(address)
         except OSError as exc:
             sock.close()
+            _suspect(address)
             failure = f"{_describe(exc)} at {address[0]}:{address[1]}"
             continue
-        return sock
+        return sock, address
     raise FunctionUnreachable(route.name, failure)
+
+
+# Addresses that refused, timed out or hung up lately → when (monotonic). Shared by every
+# route and thread of the process; a plain dict, whose single operations the GIL keeps whole.
+_suspects: dict[Any, float] = {}
+
+
+def _suspect(address: Any) -> None:
+    _suspects[address] = time.monotonic()
+    if len(_suspects) > 1024:  # bounded: drop the expired ones
+        stale = time.monotonic() - SUSPECT_SECONDS
+        for key, when in list(_suspects.items()):
+            if when < stale:
+                _suspects.pop(key, None)
+
+
+def _suspects_last(addresses: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Addresses in DNS order, those that failed within SUSPECT_SECONDS moved to the end."""
+    if not _suspects:
+        return addresses
+    stale = time.monotonic() - SUSPECT_SECONDS
+    return sorted(addresses, key=lambda pair: _suspects.get(pair[1], -math.inf) >= stale)
 
 
 def _resolve(host: str, port: int) -> list[tuple[int, Any]]:

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from verification import sdkcompat
@@ -34,6 +34,7 @@ from flask_ask_sdk.skill_adapter import (  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 from werkzeug.http import parse_options_header  # noqa: E402
 
+from dispatch import funker  # noqa: E402
 from dispatch.discovery import DiscoveringRouter, DockerDiscovery  # noqa: E402
 from dispatch.probe import probe_router  # noqa: E402
 from dispatch.registry import Router  # noqa: E402
@@ -121,6 +122,7 @@ def create_app(settings: Settings) -> Flask:
         router,
         settings.dispatch.deadline,
         settings.dispatch.max_response_bytes,
+        call=partial(funker.call, connect_timeout=settings.dispatch.connect_timeout),
         progressive=sender_for(
             settings.dispatch.progressive_after,
             _progressive_hosts(settings),

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import partial
 from typing import Any, Protocol
 
 from flask import Flask, Response, current_app, jsonify, request
 
+from dispatch import funker
 from dispatch.funker import DEFAULT_MAX_RESPONSE_BYTES
 from skill import trace
 from skill.environ import ARRIVED, BODY_DIGEST, BodyCheck, EventAdmission
@@ -45,6 +47,7 @@ def _fanout(settings: Settings, deadline: float, max_age: float) -> Fanout:
         deadline,
         Memory(max_age),
         max_response_bytes=settings.dispatch.max_response_bytes or DEFAULT_MAX_RESPONSE_BYTES,
+        call=partial(funker.call, connect_timeout=settings.dispatch.connect_timeout),
     )
 
 

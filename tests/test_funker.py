@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from dispatch import funker
 from dispatch.funker import (
     FunctionDeadlineExceeded,
     FunctionError,
@@ -506,6 +507,59 @@ def test_dnsrr_name_tries_the_next_address_when_one_refuses(raw_function, resolv
 
     assert answer == "from replica 3"
     assert function.connections == 1
+
+
+@pytest.fixture
+def no_suspects() -> Iterator[None]:
+    """Addresses that failed in other tests must not reorder this one's."""
+    funker._suspects.clear()
+    yield
+    funker._suspects.clear()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="relies on Linux dropping SYNs on a full queue")
+def test_a_black_holed_replica_costs_the_connect_timeout_not_the_deadline(
+    raw_function, resolver, no_suspects
+):
+    # A task on a node that just died: its address stays in Swarm's DNS for seconds and
+    # its SYNs go unanswered. Before connect_timeout the call gave it half its deadline.
+    with socket.socket() as full, socket.socket() as occupant:
+        full.bind(("127.0.0.2", 0))
+        full.listen(0)
+        occupant.connect(full.getsockname())  # the backlog is full: further SYNs dropped
+        port = full.getsockname()[1]
+        function = raw_function(answering(b'"alive"'), socket.create_server(("127.0.0.3", port)))
+        resolver["dead-first.funker.test"] = addresses("127.0.0.2", "127.0.0.3")
+        started = time.monotonic()
+
+        answer = call(
+            route(port, host="dead-first.funker.test"), {}, timeout=PATIENCE, connect_timeout=0.2
+        )
+        elapsed = time.monotonic() - started
+
+    assert answer == "alive"
+    assert function.connections == 1
+    # Not a speed claim: the old share of the deadline was PATIENCE / 2 for the dead one.
+    assert elapsed < PATIENCE / 4
+
+
+def test_a_replica_that_just_failed_is_tried_last_by_the_next_call(
+    raw_function, resolver, no_suspects
+):
+    going = raw_function(hang_up_once)  # a task being stopped: takes the request, no answer
+    port = going.port
+    staying = raw_function(
+        answering(b'"from the other"'), socket.create_server(("127.0.0.3", port))
+    )
+    resolver["rolling.funker.test"] = addresses("127.0.0.1", "127.0.0.3")
+    rolling = route(port, host="rolling.funker.test", idempotent=True)
+
+    first = call(rolling, {}, timeout=PATIENCE)
+    second = call(rolling, {}, timeout=PATIENCE)
+
+    assert (first, second) == ("from the other", "from the other")
+    assert going.connections == 1  # the second call did not start with it again
+    assert staying.connections == 2
 
 
 def test_concurrency_limit_keeps_one_call_in_flight_and_answers_all(raw_function):

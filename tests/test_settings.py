@@ -352,3 +352,19 @@ def test_a_key_that_does_not_match_the_certificate_fails_at_start(tmp_path):
         load_settings(write(tmp_path, text), environ={})
     assert error.value.key == "server.keyfile"
     assert "TLS pair" in error.value.reason
+
+
+def test_connect_timeout_defaults_to_half_a_second_and_reads_the_environment(tmp_path):
+    assert load_settings(write(tmp_path, EXAMPLE), environ={}).dispatch.connect_timeout == 0.5
+    environ = {"FUNKER_DISPATCH_CONNECT_TIMEOUT": "0.25"}
+    settings = load_settings(write(tmp_path, EXAMPLE), environ=environ)
+    assert settings.dispatch.connect_timeout == 0.25
+
+
+@pytest.mark.parametrize("value", ["6.5", "7", "0", "-1", "nan"])
+def test_connect_timeout_under_the_deadline_or_refused_by_name(tmp_path, value):
+    text = EXAMPLE.replace("deadline = 6.5", f"deadline = 6.5\nconnect_timeout = {value}")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), environ={})
+    assert caught.value.key == "dispatch.connect_timeout"
+

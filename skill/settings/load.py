@@ -303,6 +303,13 @@ def _check(settings: Settings) -> Settings:
 def _check_progressive(settings: Settings) -> None:
     """A progressive response must be due before the answer's own deadline, or it never is."""
     dispatch = settings.dispatch
+    if dispatch.connect_timeout >= dispatch.deadline:
+        raise ConfigError(
+            settings.source,
+            "dispatch.connect_timeout",
+            f"must be under dispatch.deadline ({dispatch.deadline:g} s): "
+            "the next address needs time too",
+        )
     if dispatch.progressive_after >= dispatch.deadline:
         raise ConfigError(
             settings.source,

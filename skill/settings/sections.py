@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dispatch.funker import DEFAULT_CONNECT_TIMEOUT
 from dispatch.registry import DEFAULT_FUNCTION_PORT, MAX_PROGRESSIVE_AFTER, Route
 from skill.settings.triggers import TriggerSettings
 from skill.settings.values import (
@@ -102,6 +103,8 @@ class SkillSettings:
 @dataclass(frozen=True)
 class DispatchSettings:
     deadline: float = 6.5
+    # Seconds one address of a function may take to accept before the next is tried.
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     function_port: int = DEFAULT_FUNCTION_PORT
     naming: str = "intent"
     max_response_bytes: int = 256 * 1024
@@ -209,6 +212,11 @@ DISPATCH_KEYS: dict[str, Key] = {
     # Alexa gives up after 8 s; the apology must reach it before that.
     "deadline": Key(
         seconds_under(8, ALEXA_WAITS), "a function call's whole time, retries included"
+    ),
+    # Checked again against the deadline at start: either may come from the environment.
+    "connect_timeout": Key(
+        seconds_under(8, ALEXA_WAITS),
+        "seconds one address may take to accept before the next is tried (a dead node's task)",
     ),
     "function_port": Key(int_in(1, 65535), "port of a route that names none"),
     "naming": Key(
