@@ -408,6 +408,31 @@ class FunctionServer(socketserver.ThreadingTCPServer):
                 self._idle.notify_all()
             self._free.release()
 
+    def close_gracefully(self, grace: float = SHUTDOWN_GRACE) -> bool:
+        """After serve_forever() returned: answer what already waits, then stop listening.
+
+        Connections the kernel completed into the listen backlog have sent their
+        request already; closing the listener would reset them, and the caller
+        could not tell whether the request was acted on. So they are accepted and
+        handled first, then the listener closes (new connects are refused, which a
+        caller may always retry), then in-flight requests get the rest of `grace`.
+        True when every request finished in time.
+        """
+        deadline = time.monotonic() + grace
+        self.socket.setblocking(False)
+        while True:
+            try:
+                request, address = self.socket.accept()
+            except OSError:  # BlockingIOError: the backlog is empty
+                break
+            request.settimeout(None)  # the handler sets its own deadline
+            if not self._free.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                request.close()
+                continue
+            self.process_request(request, address)
+        self.server_close()
+        return self.drain(max(0.0, deadline - time.monotonic()))
+
     def drain(self, timeout: float) -> bool:
         """Wait until no request is being handled (True), or `timeout` passes (False)."""
         with self._idle:
@@ -530,15 +555,14 @@ def serve(
     no answer: the connection closes and the reason is logged here, so the
     caller sees a failure (docs/robustness.md), never an ordinary `{"error": ...}` value.
 
-    On a stop signal it accepts nothing more and lets requests already being
-    handled finish (up to `SHUTDOWN_GRACE` seconds), so a swarm update does
-    not cut replies off halfway.
+    On a stop signal it answers the connections already waiting, accepts nothing
+    more and lets requests already being handled finish (up to `SHUTDOWN_GRACE`
+    seconds), so a swarm update neither resets a request nor cuts a reply off.
     """
     server = make_server(handler, host, port, read_timeout=read_timeout, max_handlers=max_handlers)
     with server, _stop_on_signals(server):
         server.serve_forever()
-        server.server_close()  # refuse new connections while the last ones finish
-        server.drain(SHUTDOWN_GRACE)
+        server.close_gracefully(SHUTDOWN_GRACE)
 
 
 @contextlib.contextmanager

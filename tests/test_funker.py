@@ -860,6 +860,47 @@ def test_shutdown_stops_serve_forever_promptly():
     assert not thread.is_alive()
 
 
+def test_a_request_waiting_in_the_backlog_at_shutdown_is_answered_not_reset():
+    # A swarm task being stopped: one request in its only handler, the next one already
+    # sent into the listen backlog. Closing the listener would reset the second, after
+    # its payload went out, and the caller could not know whether it was acted on.
+    release = threading.Event()
+    entered = threading.Event()
+
+    def handler(payload: Any) -> Any:
+        if payload == "first":
+            entered.set()
+            release.wait(PATIENCE)
+        return {"echo": payload}
+
+    server = make_server(handler, "127.0.0.1", 0, max_handlers=1)
+    port = server.server_address[1]
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    answers: list[Any] = []
+    first = threading.Thread(
+        target=lambda: answers.append(call(route(port), "first", timeout=PATIENCE))
+    )
+    first.start()
+    assert entered.wait(PATIENCE)
+    waiting = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+    waiting.sendall(b'"second"')
+    waiting.shutdown(socket.SHUT_WR)
+
+    server.shutdown()
+    serving.join(PATIENCE)
+    closing = threading.Thread(target=server.close_gracefully, args=(PATIENCE,))
+    closing.start()
+    wait_until(lambda: not accepts(port), PATIENCE, "the listener to close")
+    release.set()
+
+    with waiting:
+        assert json.loads(read_to_eof(waiting)) == {"echo": "second"}
+    first.join(PATIENCE)
+    closing.join(PATIENCE)
+    assert answers == [{"echo": "first"}]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_process_exits_cleanly_on_signal(processes, signum):
     port = free_port()
