@@ -143,9 +143,7 @@ def _encode_request(route: Route, payload: Any) -> bytes:
         raise FunctionRequestUnencodable(route.name, detail) from None
 
 
-def _call(
-    route: Route, body: bytes, deadline: float, limit: int, connect_timeout: float
-) -> Any:
+def _call(route: Route, body: bytes, deadline: float, limit: int, connect_timeout: float) -> Any:
     backoff = _FIRST_BACKOFF
     attempts = 0
     failure: FunctionError = FunctionDeadlineExceeded(route.name, "no time left to connect")
@@ -173,9 +171,7 @@ def _call(
     raise type(failure)(route.name, f"{failure.detail} ({attempts} attempts)")
 
 
-def _connect(
-    route: Route, deadline: float, connect_timeout: float
-) -> tuple[socket.socket, Any]:
+def _connect(route: Route, deadline: float, connect_timeout: float) -> tuple[socket.socket, Any]:
     """Connect to the first address of the route's host that accepts; sends nothing."""
     try:
         addresses = _resolve(route.host, route.port)

@@ -367,4 +367,3 @@ def test_connect_timeout_under_the_deadline_or_refused_by_name(tmp_path, value):
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, text), environ={})
     assert caught.value.key == "dispatch.connect_timeout"
-
