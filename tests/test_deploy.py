@@ -669,3 +669,60 @@ def test_image_command_serves_the_production_config_and_passes_the_health_check(
         server.wait(timeout=30)
         server.stderr.close()
     assert server.returncode == 0
+
+
+# --- the load balancer (deploy/haproxy.cfg) -------------------------------------
+
+HAPROXY = ROOT / "deploy" / "haproxy.cfg"
+
+
+def haproxy_directives() -> dict[str, list[str]]:
+    """Directive name (first one or two words) → its arguments, for every line of the file."""
+    found: dict[str, list[str]] = {}
+    for line in HAPROXY.read_text(encoding="utf-8").splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] in ("timeout", "option", "http-check"):
+            found[" ".join(words[:2])] = words[2:]
+        else:
+            found.setdefault(words[0], []).extend(words[1:])
+    return found
+
+
+def test_the_balancer_takes_a_draining_dispatcher_out_before_it_stops_accepting(prod):
+    directives = haproxy_directives()
+    assert directives["option httpchk"] == ["GET", "/healthz"]
+    assert directives["http-check expect"] == ["status", "200"]
+    server = directives["default-server"]
+    inter = seconds(server[server.index("inter") + 1])
+    fall = int(server[server.index("fall") + 1])
+    # Out after `fall` failed checks `inter` apart, plus one interval for the first check.
+    assert (fall + 1) * inter <= prod.server.drain_seconds
+
+
+def test_the_balancer_waits_for_alexas_whole_wait_and_retries_only_what_is_safe():
+    directives = haproxy_directives()
+    # The dispatcher answers (or apologises) within [dispatch] deadline; Alexa waits 8 s.
+    assert seconds(directives["timeout server"][0]) > 8
+    assert seconds(directives["timeout connect"][0]) <= 1
+    # A request the dispatcher may still be acting on is never replayed on a timeout.
+    assert "response-timeout" not in directives["retry-on"]
+    assert "all-retryable-errors" not in directives["retry-on"]
+    assert "conn-failure" in directives["retry-on"]
+    assert "option redispatch" in directives  # the retry goes to another dispatcher
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="Debian's haproxy is not installed")
+def test_haproxy_accepts_the_shipped_configuration(tmp_path):
+    # Its certificate path is the operator's: checked with the bind line made plain.
+    text = HAPROXY.read_text(encoding="utf-8")
+    plain = re.sub(r"(?m)^(\s*bind ).*$", rf"\g<1>127.0.0.1:{free_port()}", text)
+    (tmp_path / "haproxy.cfg").write_text(plain, encoding="utf-8")
+    checked = subprocess.run(
+        ["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -1,6 +1,6 @@
 """SIGTERM with `[server] drain_seconds`: /healthz fails first, requests are still answered,
 then the server stops — so a balancer checking /healthz stops sending before anything is
-refused (bench/cluster.py measured two requests lost per rolling update without it)."""
+refused (a rolling update lost two requests of a stream without it; tests/cluster asserts none)."""
 
 from __future__ import annotations
 
