@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -273,3 +278,58 @@ def test_the_stacks_node_example_carries_the_protocol_new_function_writes():
     example = root / "examples" / "functions" / "hostname" / "node" / "protocol.js"
     template = root / "funker_dispatch" / "devtools" / "templates" / "node" / "protocol.js"
     assert example.read_bytes() == template.read_bytes()
+
+
+def test_a_python_function_stopped_answers_the_request_waiting_in_its_backlog(project):
+    # A swarm update stops the old task with SIGTERM while a request, already sent, waits
+    # in its listen backlog: it must be answered, not reset after it went out.
+    new_function(project, "w", "python")
+    folder = project / "functions" / "w"
+    protocol = folder / "protocol.py"
+    protocol.write_text(protocol.read_text().replace("MAX_HANDLERS = 64", "MAX_HANDLERS = 1"))
+    handler = folder / "function.py"
+    line = "    slots = slot_values(request)\n"
+    held = "    if request.get('hold'):\n        print('held', flush=True)\n        input()\n"
+    handler.write_text(handler.read_text().replace(line, line + held))
+    port = free_port()
+    env = {**os.environ, "FUNKER_PORT": str(port), "FUNKER_HOST": "127.0.0.1"}
+    child = subprocess.Popen(
+        [sys.executable, "function.py"],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: accepts(port), 30, "the function")
+        route = Route(name="W", host="127.0.0.1", port=port)
+        answers: list[Any] = []
+        first = threading.Thread(
+            target=lambda: answers.append(call(route, {"hold": True}, timeout=60))
+        )
+        first.start()
+        assert child.stdout.readline().strip() == "held"
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=60)
+        waiting.sendall(json.dumps({"request": {}}).encode())
+        waiting.shutdown(socket.SHUT_WR)
+        stderr: queue.Queue[str] = queue.Queue()
+        threading.Thread(
+            target=lambda: [stderr.put(line) for line in child.stderr], daemon=True
+        ).start()
+        child.send_signal(signal.SIGTERM)
+        assert stderr.get(timeout=30).strip() == "funker: stopping"
+        child.stdin.write("\n")
+        child.stdin.flush()
+        with waiting:
+            reply = b""
+            while chunk := waiting.recv(65536):
+                reply += chunk
+        first.join(60)
+        assert json.loads(reply) == {"speech": "This is w."}
+        assert answers == [{"speech": "This is w."}]
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
+        child.wait()

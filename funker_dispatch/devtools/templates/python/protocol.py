@@ -77,14 +77,22 @@ def serve(handler: Handler, host: str = "0.0.0.0", port: int = 9999) -> None:
     """Serve `handler(request) -> answer` until SIGTERM or SIGINT."""
     slots = threading.Semaphore(MAX_HANDLERS)
     listener = socket.create_server((host, port), backlog=128)
-    signal.signal(signal.SIGTERM, lambda *_: listener.close())
+
+    def stop(*_: object) -> None:
+        # Connections waiting in the listen backlog have sent their request: closing
+        # now would reset them. From here accept() takes what waits, then says "empty".
+        print("funker: stopping", file=sys.stderr, flush=True)
+        listener.setblocking(False)
+
+    signal.signal(signal.SIGTERM, stop)
     with listener:
         while True:
             slots.acquire()
             try:
                 connection, _ = listener.accept()
-            except (OSError, KeyboardInterrupt):  # closed by SIGTERM, or Ctrl-C
+            except (OSError, KeyboardInterrupt):  # stopping and nothing waits, or Ctrl-C
                 break
+            connection.setblocking(True)
             thread = threading.Thread(target=_answer, args=(connection, handler, slots))
             thread.daemon = True
             thread.start()
