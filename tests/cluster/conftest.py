@@ -269,12 +269,14 @@ class Stack:
             "--filter",
             "desired-state=running",
             "--format",
-            "{{.Node}}\t{{.CurrentState}}",
+            "{{.CurrentState}}|{{.Node}}",
             self.service(short),
         )
+        # A task not placed yet has no node: "Pending 1 second ago|".
+        states = [line.partition("|")[::2] for line in lines]
         return sorted(
             int(node.removeprefix("fdnode"))
-            for node, state in (line.split("\t") for line in lines)
+            for state, node in states
             if state.startswith("Running")
         )
 
