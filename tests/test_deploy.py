@@ -533,6 +533,15 @@ def test_function_runs_two_replicas_restarted_without_delay(stack, name):
         assert build["dockerfile"] == f"examples/functions/{name}/Dockerfile"
 
 
+@pytest.mark.parametrize("name", sorted(set(FUNCTIONS) - STATEFUL))
+def test_a_function_update_never_leaves_it_without_a_listening_replica(stack, name):
+    update = stack["services"][name]["deploy"]["update_config"]
+    assert (update["parallelism"], update["order"]) == (1, "start-first")
+    # The replacement has time to listen before the next old replica stops.
+    assert seconds(update["delay"]) >= 3
+    assert update["failure_action"] == "rollback"
+
+
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_function_is_reached_only_over_the_network_and_never_probed(stack, name):
     # Any connection is a funker function's one request: a probe would restart it.
