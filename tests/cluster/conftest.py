@@ -15,9 +15,11 @@ and server addresses replaced. What the faults cost is printed at the end under
 
 from __future__ import annotations
 
+import csv
 import json
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 import tomllib
@@ -257,6 +259,7 @@ class Stack:
     replicas: dict[str, int]
     ca: DevCA
     url: str = ""  # the balancer's
+    stats_socket: Path | None = None  # the balancer's, once it runs
 
     def service(self, short: str) -> str:
         return f"{self.name}_{short}"
@@ -285,13 +288,36 @@ class Stack:
 
     def converged(self) -> bool:
         """Every service runs all its replicas on nodes that are up, and every dispatcher
-        answers /healthz on its node (what the balancer checks)."""
+        answers /healthz on its node and is in the balancer's rotation."""
         up = set(range(1, self.cluster.nodes + 1)) - self.cluster.down
         for short, count in self.replicas.items():
             nodes = self.running(short)
             if len(nodes) != count or not set(nodes) <= up:
                 return False
-        return all(self.healthz(k) for k in self.running("dispatcher"))
+        dispatchers = self.running("dispatcher")
+        if not all(self.healthz(k) for k in dispatchers):
+            return False
+        # The balancer's own view too: a fault must find every dispatcher in rotation.
+        return self.stats_socket is None or set(dispatchers) <= self.in_rotation()
+
+    def in_rotation(self) -> set[int]:
+        """Nodes whose server HAProxy has UP, from its stats socket (`show stat`)."""
+        assert self.stats_socket is not None
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(5)
+            client.connect(str(self.stats_socket))
+            client.sendall(b"show stat\n")
+            raw = b""
+            while chunk := client.recv(65536):
+                raw += chunk
+        rows = csv.DictReader(raw.decode().removeprefix("# ").splitlines())
+        return {
+            int(row["svname"].removeprefix("node"))
+            for row in rows
+            if row["pxname"] == "dispatchers"
+            and row["svname"].startswith("node")
+            and row["status"].startswith("UP")
+        }
 
     def healthz(self, k: int) -> bool:
         try:
@@ -332,12 +358,16 @@ def replicas_of(files: list[Path]) -> dict[str, int]:
     return replicas
 
 
-def balancer_config(cluster: Cluster, port: int) -> str:
-    """deploy/haproxy.cfg as shipped, but for plain HTTP on loopback and this cluster's nodes."""
+def balancer_config(cluster: Cluster, port: int, stats: Path) -> str:
+    """deploy/haproxy.cfg as shipped, but for plain HTTP on loopback and this cluster's nodes,
+    with a stats socket to ask which dispatchers it has in rotation."""
     lines = []
     servers_done = False
     for line in HAPROXY_CONFIG.read_text(encoding="utf-8").splitlines():
         stripped = line.strip()
+        if stripped == "global":
+            lines += [line, f"    stats socket {stats} mode 600 level user"]
+            continue
         if stripped.startswith("bind "):
             line = f"    bind 127.0.0.1:{port}"
         elif stripped.startswith("ssl-default-bind-options"):
@@ -402,7 +432,8 @@ def stack(
             raise AssertionError(f"{exc}\n{stack.diagnose()}") from None
         port = free_port()
         config = work / "haproxy.cfg"
-        config.write_text(balancer_config(cluster, port), encoding="utf-8")
+        stats = work / "haproxy.sock"
+        config.write_text(balancer_config(cluster, port, stats), encoding="utf-8")
         subprocess.run(["haproxy", "-c", "-q", "-f", str(config)], check=True, timeout=30)
         haproxy = subprocess.Popen(
             ["haproxy", "-db", "-f", str(config)],
@@ -410,6 +441,9 @@ def stack(
             stderr=subprocess.DEVNULL,
         )
         stack.url = f"http://127.0.0.1:{port}"
+        wait_for(stats.exists, 30, "HAProxy's stats socket")
+        stack.stats_socket = stats
+        wait_for(stack.converged, 60, "HAProxy to have every dispatcher in rotation")
         wait_for(lambda: answers(stack), 60, "a HelloIntent answered through the balancer")
         report.append(
             f"stack {name} on {cluster.nodes} nodes, answering through HAProxy in "
