@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -60,3 +60,26 @@ def stop(process: subprocess.Popen, grace: float = 15) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def report_section(title: str) -> tuple[Any, Callable[[Any], None]]:
+    """A session fixture `report` (lines to print) and the `pytest_terminal_summary` hook
+    printing them under `title`, for an engine suite's conftest to bind:
+
+        report, pytest_terminal_summary = report_section("swarm report")
+    """
+    import pytest
+
+    lines: list[str] = []
+
+    @pytest.fixture(scope="session")
+    def report() -> list[str]:
+        return lines
+
+    def pytest_terminal_summary(terminalreporter: Any) -> None:
+        if lines:
+            terminalreporter.section(title)
+            for line in lines:
+                terminalreporter.write_line(line)
+
+    return report, pytest_terminal_summary

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from skill.settings.embedded import DEVELOPMENT_TOPIC
 from tests.cluster.traffic import ANSWER, hello_body, post
-from tests.helpers import free_port
+from tests.helpers import free_port, report_section
 from tests.swarm.engine import (
     DNSRR_FILE,
     ROOT,
@@ -60,19 +60,7 @@ SNS_CHAIN_TARGET = "/etc/funker-dispatch/devca-sns-chain.pem"
 #: Seconds for the whole stack to run all its replicas after a deploy or a fault.
 CONVERGE_WITHIN = 240
 
-_REPORT: list[str] = []
-
-
-@pytest.fixture(scope="session")
-def report() -> list[str]:
-    return _REPORT
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _REPORT:
-        terminalreporter.section("cluster report")
-        for line in _REPORT:
-            terminalreporter.write_line(line)
+report, pytest_terminal_summary = report_section("cluster report")
 
 
 # --- the cluster ----------------------------------------------------------------

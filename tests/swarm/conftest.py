@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import report_section
 from tests.swarm.engine import (
     Built,
     Docker,
@@ -23,20 +24,7 @@ from tests.swarm.engine import (
     stack_images,
 )
 
-_REPORT: list[str] = []
-
-
-@pytest.fixture(scope="session")
-def report() -> list[str]:
-    """Lines for the "swarm report" printed after the run."""
-    return _REPORT
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _REPORT:
-        terminalreporter.section("swarm report")
-        for line in _REPORT:
-            terminalreporter.write_line(line)
+report, pytest_terminal_summary = report_section("swarm report")
 
 
 @pytest.fixture(scope="session")
