@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
-from skill.environ import EventAdmission
+from skill.environ import ARRIVED, EventAdmission
 from skill.handlers import Dispatcher, current_record, start_record
 from skill.mcptools.auth import (
     AUTHORIZE_PATH,
@@ -230,7 +230,7 @@ def _mcp_view() -> Response:
     g.started = time.perf_counter()
     record = g.record = start_record()  # the request log line and metrics (skill/app.py)
     record.request_type = REQUEST_TYPE
-    record.arrived = request.environ.get("funker_dispatch.arrived")
+    record.arrived = request.environ.get(ARRIVED)  # the call's deadline counts from arrival
     if request.method != "POST":
         # Stateless: no stream to open with GET, no session to end with DELETE (405, as the
         # Streamable HTTP transport allows).

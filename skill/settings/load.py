@@ -71,7 +71,8 @@ def load_settings(
     settings = embedded_default() if path is None else _from_file(Path(path))
     settings = _apply_environment(settings, environ)
     settings = trigger_credentials(settings, environ)
-    settings = mcp_credentials(settings)
+    home = environ.get("FUNKER_DISPATCH_HOME")  # else the usual default (verification.devca)
+    settings = mcp_credentials(settings, Path(home) if home else None)
     settings = _apply_overrides(settings, overrides or {})
     return _check(_development(settings))
 
