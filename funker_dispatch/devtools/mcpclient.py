@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,8 +103,17 @@ def call_tool(
 
 
 def _session(url: str, auth: Credentials, timeout: float, run: Any) -> Any:
-    try:
+    def session() -> Any:
         return asyncio.run(asyncio.wait_for(_connected(url, auth, run), timeout))
+
+    try:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return session()
+        # Called where a loop already runs (a caller's own): the client gets a thread of its own.
+        with ThreadPoolExecutor(1) as own:
+            return own.submit(session).result()
     except TimeoutError:
         raise McpFailure(f"no answer from {url} within {timeout:g} s") from None
     except McpFailure:
