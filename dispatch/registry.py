@@ -20,7 +20,7 @@ MAX_PROGRESSIVE_AFTER = 8.0
 ROUTE_KEYS = frozenset(
     {
         *("host", "port", "timeout", "arguments", "idempotent", "concurrency", "speech", "probe"),
-        *("progressive", "progressive_after"),
+        *("progressive", "progressive_after", "description"),
     }
 )
 
@@ -92,6 +92,8 @@ class Route:
     # 0 = never for this route).
     progressive: str | Mapping[str, str] | None = None
     progressive_after: float | None = None
+    # What the intent's MCP tool says it does (docs/mcp.md); None: built from its samples.
+    description: str | None = None
     source: str = "config"  # "config" | "naming" | "discovery"
 
     def as_dict(self) -> dict[str, Any]:
@@ -139,6 +141,11 @@ def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Ro
     progressive_after = table.get("progressive_after")
     if progressive_after is not None:
         _check_progressive_after(progressive_after)
+    description = table.get("description")
+    if description is not None and (
+        not isinstance(description, str) or not description.strip() or len(description) > 1024
+    ):
+        raise RouteError("description", "must be a non-empty string of at most 1024 characters")
     return Route(
         name=name,
         host=host,
@@ -151,6 +158,7 @@ def parse_route(name: str, table: Mapping[str, Any], *, default_port: int) -> Ro
         probe=probe if probe == "connect" else None,
         progressive=dict(progressive) if isinstance(progressive, Mapping) else progressive,
         progressive_after=float(progressive_after) if progressive_after is not None else None,
+        description=description,
     )
 
 

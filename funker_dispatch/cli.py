@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     from funker_dispatch.devtools.scaffold import add_parser as add_new_parser
 
     add_new_parser(commands)
+    from funker_dispatch.devtools.mcpclient import add_parser as add_mcp_parser
+
+    add_mcp_parser(commands)
     return parser
 
 
@@ -217,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         return talk(settings, args, parser)
     if args.command == "test":
         return run_tests(settings, args, parser)
+    if args.command == "mcp":
+        from funker_dispatch.devtools.mcpclient import mcp_command
+
+        return mcp_command(settings, args, parser)
     parser.error(f"unknown command {args.command}")
     return 2
 

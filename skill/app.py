@@ -46,7 +46,7 @@ from skill.envelope import (  # noqa: E402
     MalformedRequest,
     precheck,
 )
-from skill.environ import ARRIVED, BODY_ERROR, BodyFailure  # noqa: E402
+from skill.environ import ARRIVED, BODY_ERROR, BodyFailure, EventAdmission  # noqa: E402
 from skill.handlers import (  # noqa: E402
     BUILT_INS,
     ApologyExceptionHandler,
@@ -165,12 +165,13 @@ def create_app(settings: Settings) -> Flask:
         "router": router,
         "models": models,
         "labels": LabelPolicy(
-            known_intents, [*Request.discriminator_value_class_map, *settings.routes]
+            known_intents, [*Request.discriminator_value_class_map, *settings.routes, "mcp"]
         ),
         "metrics": metrics(),
         "ready": ready,
         "signature": signature,
         "settings": settings,
+        "dispatcher": dispatcher,
         # Made here, before granian forks: every worker and the admin process share it.
         "console_key": trace.new_key() if settings.console.enabled else None,
     }
@@ -185,6 +186,10 @@ def create_app(settings: Settings) -> Flask:
         from skill import events
 
         events.register(app, settings)  # POST /events/X for each [triggers.X] table
+    if settings.mcp.enabled:
+        from skill.mcptools import view
+
+        view.register(app, settings)  # POST /mcp, and the OAuth endpoints with [mcp.oauth]
     if isinstance(router, DiscoveringRouter):
         app.before_request(_discovery_starter(router.discovery))
     return app
@@ -236,11 +241,48 @@ def body_cap(settings: Settings) -> Callable[[str], int]:
     """The largest body each path accepts, for the server's bridge (413 above it)."""
 
     caps = _event_caps(settings)  # the event endpoints' own (docs/events/index.md)
+    if settings.mcp.enabled:
+        from skill.mcptools import view
+
+        caps |= view.body_caps(settings)  # MCP's (docs/mcp.md)
 
     def cap(path: str) -> int:
         return caps.get(path, MAX_BODY_BYTES)  # Alexa's cap everywhere else
 
     return cap
+
+
+def admission(app: Flask) -> EventAdmission | None:
+    """The paths that run on threads of their own, never on Alexa's: event deliveries and MCP
+    requests (docs/robustness.md); None when there are none."""
+    settings: Settings = app.config["SETTINGS"]
+    lanes: list[EventAdmission] = []
+    if settings.triggers.configured:
+        from skill import events
+
+        lanes.append(events.admission(app))
+    if settings.mcp.enabled:
+        from skill.mcptools import view
+
+        lanes.append(view.admission(app))
+    if not lanes:
+        return None
+    refusers = {path: lane.refused for lane in lanes for path in lane.paths}
+    return EventAdmission(
+        paths=frozenset(refusers),
+        threads=settings.server.event_threads,
+        body_budget=settings.server.event_body_budget,
+        refused=lambda path: refusers[path](path),
+    )
+
+
+def body_checks(app: Flask) -> dict[str, Any]:
+    """What the bridge checks of a path's headers before its body is read (event endpoints)."""
+    if not app.config["SETTINGS"].triggers.configured:
+        return {}
+    from skill import events
+
+    return events.body_checks(app)
 
 
 def _event_caps(settings: Settings) -> dict[str, int]:

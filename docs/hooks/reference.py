@@ -25,6 +25,7 @@ ROUTE_KEYS = {
     "probe": '`"connect"`: `/intents?probe=1` may open a TCP connection to it',
     "progressive": "this route's progressive response text (a string, or a table by locale)",
     "progressive_after": "seconds before it is sent (0: never for this route)",
+    "description": "what the intent's MCP tool does, for an AI agent (default: from its samples)",
 }
 
 
@@ -83,6 +84,17 @@ def configuration() -> str:
         "## [events.NAME]\n\nA rule: `source`, match keys (every one given must match; a list "
         "matches when any of its values does; `*` is the only glob character), and where its "
         f"function runs: {route_keys}.\n\n| source | match keys |\n|---|---|\n" + sources + "\n"
+    )
+    from skill.settings import mcp
+
+    parts.append(section("mcp", mcp.MCP_KEYS, mcp.McpSettings, None))
+    parts.append(section("mcp.oauth", mcp.MCP_OAUTH_KEYS, mcp.McpOAuthSettings, None))
+    rows = "\n".join(f"| `{key}` | {doc} |" for key, doc in mcp.MCP_CLIENT_KEYS.items())
+    parts.append(
+        "## [[mcp.oauth.clients]]\n\nOne client that may obtain access tokens by OAuth client "
+        "credentials (HTTP Basic or the form body) at `POST /oauth/token`; in TOML the same as "
+        '`clients = [{client_id = "…", secret_file = "…"}]` under `[mcp.oauth]`.\n\n'
+        "| key | what it is for |\n|---|---|\n" + rows + "\n"
     )
     from skill.settings.functions import FUNCTION_KEYS
 

@@ -165,6 +165,8 @@ def register(app: Flask) -> None:
         "certify": (console.certify_view, "POST"),
         "events": (console.events_view, "GET"),
         "event": (console.event_view, "POST"),
+        "mcp-tools": (console.mcp_tools_view, "GET"),
+        "mcp-call": (console.mcp_call_view, "POST"),
     }
     for name, (view, method) in api.items():
         blueprint.add_url_rule(f"/api/{name}", f"api_{name}", view, methods=[method])
@@ -486,6 +488,39 @@ class Console:
             results=[asdict(result) for result in results],
             stopped=stopped,
         )
+
+    # --- MCP ---------------------------------------------------------------------------
+
+    def mcp_tools_view(self) -> Response:
+        """The tools, as an MCP client lists them from the public listener (docs/mcp.md)."""
+        from funker_dispatch.devtools import mcpclient
+
+        if not self.settings.mcp.enabled:
+            return jsonify(enabled=False, tools=[])
+        url = mcpclient.endpoint_url(self.settings)
+        try:
+            tools = mcpclient.list_tools(url, mcpclient.credentials(self.settings))
+        except mcpclient.McpFailure as exc:
+            raise ConsoleRefused("mcp", str(exc), 502) from None
+        return jsonify(enabled=True, url=url, tools=tools)
+
+    def mcp_call_view(self) -> Response:
+        """One tool call with the configuration's credential; the token stays on this side."""
+        from funker_dispatch.devtools import mcpclient
+
+        if not self.settings.mcp.enabled:
+            raise ConsoleRefused("mcp", "[mcp] is not enabled", 404)
+        asked = _json_object()
+        tool = _text(asked, "tool")
+        given = asked.get("arguments") or {}
+        if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
+            raise ConsoleRefused("malformed", "arguments must map slot names to strings")
+        url = mcpclient.endpoint_url(self.settings)
+        try:
+            result = mcpclient.call_tool(url, mcpclient.credentials(self.settings), tool, given)
+        except mcpclient.McpFailure as exc:
+            return jsonify(tool=tool, arguments=given, failure=str(exc))
+        return jsonify(tool=tool, arguments=given, result=result)
 
     # --- test events -------------------------------------------------------------------
 

@@ -132,7 +132,7 @@ def _drain_first(server: Any, seconds: float) -> None:
 
 def _bridge(cls: Any, app: Any, settings: Settings, *, public: bool) -> Any:
     """The RSGI app of a listener; on the public one, event deliveries get their own lane."""
-    from skill.app import body_cap
+    from skill.app import admission, body_cap, body_checks
     from skill.observability import metrics
 
     server = settings.server
@@ -141,13 +141,12 @@ def _bridge(cls: Any, app: Any, settings: Settings, *, public: bool) -> Any:
         "body_budget": server.max_body_bytes_in_flight,
         "budget_gauges": (held.labels(lane="alexa" if public else "admin"), None),
     }
-    if public and settings.triggers.configured:
-        from skill import events
-
+    lane = admission(app) if public else None
+    if lane is not None:  # event deliveries and MCP requests: threads and a budget of their own
         options |= {
             "body_budget": server.main_body_budget,
-            "events": events.admission(app),
-            "body_checks": events.body_checks(app),
+            "events": lane,
+            "body_checks": body_checks(app),
             "budget_gauges": (held.labels(lane="alexa"), held.labels(lane="events")),
         }
     return cls(
@@ -377,6 +376,14 @@ def _print_embedded_banner(settings: Settings) -> None:
         lines.append(f"  routes        curl {admin}/intents")
         if settings.console.enabled:
             lines.append(f"  console       {admin}/console")
+    mcp = settings.mcp
+    if mcp.enabled and mcp.token:
+        lines += [
+            f"  mcp           POST http://{server.host}:{server.port}{mcp.path} "
+            f"(Authorization: Bearer {mcp.token})",
+            "  try mcp       funker-dispatch mcp tools, then "
+            "funker-dispatch mcp call HelloIntent name=Ada",
+        ]
     from triggers.rules import ENDPOINT
 
     def rules(endpoint: str) -> str:

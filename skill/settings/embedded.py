@@ -14,6 +14,7 @@ from typing import Any
 
 from dispatch.registry import parse_route
 from skill.settings.functions import free_port
+from skill.settings.mcp import McpSettings
 from skill.settings.sections import (
     EMBEDDED_SOURCE,
     ConsoleSettings,
@@ -135,4 +136,6 @@ def embedded_default() -> Settings:
         ),
         rules=rules,
         console=ConsoleSettings(enabled=True),  # `make run` is a developer's own machine
+        # The functions as MCP tools, behind a development token `make run` prints.
+        mcp=McpSettings(enabled=True, development_token=True),
     )

@@ -18,6 +18,7 @@ from typing import Any
 from dispatch.registry import RouteError, parse_route
 from skill.settings.embedded import embedded_default
 from skill.settings.functions import attach_routes, functions_from_mapping
+from skill.settings.mcp import check_mcp, mcp_credentials, mcp_from_mapping
 from skill.settings.secrets import check_secret_file, read_secret
 from skill.settings.sections import (
     CONSOLE_KEYS,
@@ -70,6 +71,8 @@ def load_settings(
     settings = embedded_default() if path is None else _from_file(Path(path))
     settings = _apply_environment(settings, environ)
     settings = trigger_credentials(settings, environ)
+    home = environ.get("FUNKER_DISPATCH_HOME")  # else the usual default (verification.devca)
+    settings = mcp_credentials(settings, Path(home) if home else None)
     settings = _apply_overrides(settings, overrides or {})
     return _check(_development(settings))
 
@@ -180,6 +183,7 @@ def settings_from_mapping(
         rules=rules,
         console=console,
         functions=functions,
+        mcp=mcp_from_mapping(data, source),
     )
 
 
@@ -249,6 +253,7 @@ def _check(settings: Settings) -> Settings:
     for url, chain in settings.verification.local_chains.items():
         _check_pem(settings.source, f'verification.local_chains."{url}"', chain)
     check_triggers(settings)
+    check_mcp(settings)
     models = settings.skill.models_dir
     if models is not None and not (models / "interactionModels" / "custom").is_dir():
         raise ConfigError(

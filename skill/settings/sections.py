@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from dispatch.funker import DEFAULT_CONNECT_TIMEOUT
 from dispatch.registry import DEFAULT_FUNCTION_PORT, MAX_PROGRESSIVE_AFTER, Route
+from skill.settings.mcp import McpSettings
 from skill.settings.triggers import TriggerSettings
 from skill.settings.values import (
     Key,
@@ -159,6 +160,7 @@ class Settings:
     triggers: TriggerSettings = field(default_factory=lambda: TriggerSettings())
     rules: Mapping[str, Rule] = field(default_factory=dict)  # [events.NAME]
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    mcp: McpSettings = field(default_factory=McpSettings)  # [mcp], [mcp.oauth] (docs/mcp.md)
 
 
 # Environment: FUNKER_DISPATCH_SERVER_<KEY>.
@@ -248,6 +250,7 @@ SECTIONS = {
     *("server", "skill", "dispatch", "verification", "intents", "triggers", "events"),
     "console",
     "functions",
+    "mcp",
 }
 
 

@@ -337,6 +337,18 @@ def test_certify_against_this_endpoint_shows_its_table(console):
     assert "null" not in console.locator("#certify-result").inner_text()
 
 
+def test_the_mcp_tab_lists_the_tools_and_a_call_shows_the_function_s_answer(console, embedded):
+    console.click("nav.tabs button[data-tab=mcp]")
+    hello = console.locator("#mcp-tools form[data-tool=HelloIntent]")
+    expect(hello).to_contain_text("say hello to {name}")
+    hello.locator("input[name=name]").fill("Amazing Grace")
+    hello.locator("button[type=submit]").click()
+    expect(hello.locator(".result")).to_contain_text("answered")
+    expect(hello.locator(".mcp-speech")).to_have_text("Hello, Grace!")
+    # The token stayed on the server's side: the page never saw it.
+    assert "Bearer" not in console.content()
+
+
 # --- dialog scripts ---------------------------------------------------------------------
 
 

@@ -251,6 +251,29 @@ def test_intents_and_models_check_show_the_running_servers_function_ports(
     assert f"127.0.0.1:{ports['SpaceCountIntent']} (config)" in checked
 
 
+def test_the_banner_prints_the_mcp_token_the_mcp_commands_use_without_being_told(
+    embedded, embedded_environment
+):
+    url, _, log_path, _ = embedded
+    home = Path(embedded_environment["FUNKER_DISPATCH_HOME"])
+    token = (home / "mcp-development-token").read_text().strip()
+    assert f"POST {url}/mcp (Authorization: Bearer {token})" in log_path.read_text()
+    listed = tool("mcp", "tools", "--url", url + "/mcp", env=embedded_environment).stdout
+    assert "HelloIntent(name?=Ada|Grace" in listed and "SpaceCountIntent()" in listed
+    called = tool(
+        "mcp",
+        "call",
+        "HelloIntent",
+        "name=Ada",
+        "--url",
+        url + "/mcp",
+        "--json",
+        env=embedded_environment,
+    ).stdout
+    result = json.loads(called)
+    assert result["isError"] is False and result["structuredContent"]["speech"] == "Hello, Ada!"
+
+
 def test_without_a_running_server_the_tools_say_the_ports_are_assigned_at_start(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNKER_DISPATCH_")}
     env["FUNKER_DISPATCH_SERVER_ADMIN_PORT"] = str(free_port())  # nothing listens there

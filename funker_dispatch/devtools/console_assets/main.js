@@ -5,6 +5,7 @@ import { el } from "./dom.js";
 import { wireCertify } from "./certify.js";
 import { Conversation } from "./conversation.js";
 import { wireEvents } from "./events.js";
+import { wireMcp } from "./mcp.js";
 import { renderIntentForm } from "./intentform.js";
 import { wireRoutes } from "./routes.js";
 import { wireScripts } from "./script.js";
@@ -52,7 +53,7 @@ async function start() {
   });
   try {
     await loadModel(null);
-    await Promise.all([wireEvents(), wireRoutes()]);
+    await Promise.all([wireEvents(), wireRoutes(), wireMcp()]);
     document.body.dataset.ready = "true";  // for people and tests alike: everything is loaded
   } catch (error) {
     problem(error);
