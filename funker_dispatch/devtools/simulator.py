@@ -20,6 +20,17 @@ from typing import Any
 from funker_dispatch.devtools.dialogmodel import DialogModel
 from skill.models import LanguageModel, load_models
 
+# Re-exported: the simulator's callers (dialog, yamltest, the console) name them from here.
+from skill.slots import (
+    Resolution,
+    TypeValue,
+    match,
+    normal,
+    slot_objects,
+    spoken_words,
+    type_values,
+)
+
 ENVELOPE_VERSION = "1.0"
 
 # What people commonly say for the built-ins; Alexa trains these itself, so
@@ -55,20 +66,10 @@ _OPENERS = ("open", "launch", "start", "begin", "load", "run", "talk to", "play"
 _ASKERS = ("ask", "tell")
 _CONNECTORS = ("to", "for", "about", "whether", "if", "that", "and")
 
-_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _SLOT_REF = re.compile(r"(\{[^{}]*\})")
 
 
 # --- the interaction model as the simulator needs it -----------------------
-
-
-@dataclass(frozen=True)
-class TypeValue:
-    """One value of a custom slot type: what entity resolution answers."""
-
-    id: str | None
-    name: str
-    synonyms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,16 +135,7 @@ def interaction_model_from_json(
             if slot.get("samples")
         }
         intents[intent["name"]] = IntentModel(intent["name"], slots, samples, slot_samples)
-    types = {}
-    for slot_type in language_model.get("types", []) or []:
-        types[slot_type["name"]] = tuple(
-            TypeValue(
-                value.get("id"),
-                value["name"]["value"],
-                tuple(value["name"].get("synonyms", []) or []),
-            )
-            for value in slot_type.get("values", [])
-        )
+    types = type_values(language_model)
     return InteractionModel(
         locale,
         str(language_model.get("invocationName", "")),
@@ -155,16 +147,6 @@ def interaction_model_from_json(
 
 
 # --- matching ---------------------------------------------------------------
-
-
-def spoken_words(text: str) -> list[str]:
-    """The words of a phrase as typed (punctuation dropped, case kept)."""
-    return _WORD.findall(text)
-
-
-def normal(word: str) -> str:
-    # "What's" and "whats" are the same spoken word.
-    return word.lower().replace("'", "").replace("’", "")
 
 
 @dataclass(frozen=True)
@@ -207,14 +189,6 @@ def _fit(pattern: list[_Piece], words: list[str]) -> dict[str, tuple[int, int]] 
         return None
 
     return walk(0, 0, {})
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """Entity resolution of one spoken slot value against a custom type."""
-
-    slot_type: str
-    value: TypeValue | None  # None: ER_SUCCESS_NO_MATCH
 
 
 #: What Alexa sends for an utterance no sample covers, when the model declares it.
@@ -374,12 +348,7 @@ def resolve(model: InteractionModel, intent: str, slot: str, value: str) -> Reso
     slot_type = intent_model.slots.get(slot) if intent_model else None
     if slot_type is None or slot_type not in model.types:
         return None
-    spoken = [normal(w) for w in spoken_words(value)]
-    for candidate in model.types[slot_type]:
-        for name in (candidate.name, *candidate.synonyms):
-            if [normal(w) for w in spoken_words(name)] == spoken:
-                return Resolution(slot_type, candidate)
-    return Resolution(slot_type, None)
+    return match(slot_type, model.types[slot_type], value)
 
 
 # --- invocation phrases -----------------------------------------------------
@@ -503,33 +472,12 @@ def alexa_slots(
     Alexa sends them.
     """
     declared = model.intents[intent].slots if model and intent in model.intents else {}
-    slots: dict[str, Any] = {
-        name: {"name": name, "confirmationStatus": "NONE"} for name in declared
-    }
-    for name, value in values.items():
-        slot: dict[str, Any] = {"name": name, "value": value, "confirmationStatus": "NONE"}
-        simple: dict[str, Any] = {"type": "Simple", "value": value}
-        resolution = resolve(model, intent, name, value) if model else None
-        if resolution is not None:
-            resolutions = _resolutions(resolution, application_id)
-            slot["resolutions"] = resolutions
-            simple["resolutions"] = resolutions
-        slot["slotValue"] = simple
-        slots[name] = slot
-    return slots
-
-
-def _resolutions(resolution: Resolution, application_id: str) -> dict[str, Any]:
-    authority: dict[str, Any] = {
-        "authority": f"amzn1.er-authority.echo-sdk.{application_id}.{resolution.slot_type}",
-        "status": {"code": "ER_SUCCESS_MATCH" if resolution.value else "ER_SUCCESS_NO_MATCH"},
-    }
-    if resolution.value is not None:
-        value: dict[str, Any] = {"name": resolution.value.name}
-        if resolution.value.id is not None:
-            value["id"] = resolution.value.id
-        authority["values"] = [{"value": value}]
-    return {"resolutionsPerAuthority": [authority]}
+    return slot_objects(
+        declared,
+        values,
+        lambda name, value: resolve(model, intent, name, value) if model else None,
+        application_id,
+    )
 
 
 def envelope(

@@ -25,6 +25,7 @@ from skill.envelope import remember
 from skill.handlers import Dispatcher, current_record
 from skill.mcptools.catalog import Catalog, Tool
 from skill.sdkmodel import ModelSerializer
+from skill.slots import slot_objects
 
 #: The request type of a tool call in the log line and the metrics.
 REQUEST_TYPE = "mcp"
@@ -86,19 +87,12 @@ def intent_envelope(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """The request envelope Alexa would send for `tool`'s intent with these slot values."""
-    slots: dict[str, Any] = {
-        name: {"name": name, "confirmationStatus": "NONE"} for name in tool.slots
-    }
-    for name, value in values.items():
-        slot: dict[str, Any] = {"name": name, "value": value, "confirmationStatus": "NONE"}
-        simple: dict[str, Any] = {"type": "Simple", "value": value}
-        resolved = catalog.resolve(tool.slots[name], value)
-        if resolved is not None:
-            resolutions = _resolutions(*resolved, application_id)
-            slot["resolutions"] = resolutions
-            simple["resolutions"] = resolutions
-        slot["slotValue"] = simple
-        slots[name] = slot
+    slots = slot_objects(
+        tool.slots,
+        values,
+        lambda name, value: catalog.resolve(tool.slots[name], value),
+        application_id,
+    )
     application = {"applicationId": application_id}
     user = {"userId": user_id}
     stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -127,19 +121,6 @@ def intent_envelope(
             "intent": {"name": tool.name, "confirmationStatus": "NONE", "slots": slots},
         },
     }
-
-
-def _resolutions(slot_type: str, value: Any, application_id: str) -> dict[str, Any]:
-    authority: dict[str, Any] = {
-        "authority": f"amzn1.er-authority.echo-sdk.{application_id}.{slot_type}",
-        "status": {"code": "ER_SUCCESS_MATCH" if value else "ER_SUCCESS_NO_MATCH"},
-    }
-    if value is not None:
-        found: dict[str, Any] = {"name": value.name}
-        if value.id is not None:
-            found["id"] = value.id
-        authority["values"] = [{"value": found}]
-    return {"resolutionsPerAuthority": [authority]}
 
 
 def answer_tool(

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dispatch.registry import Router
-from skill.models import LanguageModel, spoken
+from skill.models import LanguageModel
+from skill.slots import Resolution, TypeValue, match, type_values
 
 #: A tool's description, when its route gives none, quotes this many sample utterances.
 SAMPLES_QUOTED = 3
@@ -36,15 +37,6 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class SlotValue:
-    """One value of a custom slot type: what entity resolution answers."""
-
-    id: str | None
-    name: str
-    synonyms: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class Tool:
     """One intent as an MCP tool."""
 
@@ -60,19 +52,13 @@ class Catalog:
 
     locale: str
     tools: Mapping[str, Tool]
-    types: Mapping[str, tuple[SlotValue, ...]]  # custom slot type -> its values
+    types: Mapping[str, tuple[TypeValue, ...]]  # custom slot type -> its values
 
-    def resolve(self, slot_type: str, value: str) -> tuple[str, SlotValue | None] | None:
-        """Entity resolution of a spoken value against a custom type, as Alexa does it:
-        (type, the value matched or None for no match); None for a built-in type."""
+    def resolve(self, slot_type: str, value: str) -> Resolution | None:
+        """Entity resolution of a spoken value against a custom type, as Alexa does it
+        (skill.slots, the simulator's too); None for a built-in type."""
         values = self.types.get(slot_type)
-        if values is None:
-            return None
-        said = spoken(value)
-        for candidate in values:
-            if said in {spoken(name) for name in (candidate.name, *candidate.synonyms)}:
-                return slot_type, candidate
-        return slot_type, None
+        return None if values is None else match(slot_type, values, value)
 
 
 def pick_locale(models: Mapping[str, LanguageModel], wanted: str | None) -> str | None:
@@ -102,7 +88,7 @@ def build_catalog(
         return Catalog(chosen or "en-US", {}, {})
     patterns = tuple(globs)
     document = model.document
-    types = _slot_types(document)
+    types = type_values(document)
     closed = _closed_slots(model.dialog)
     required = _required_slots(model.dialog)
     tools: dict[str, Tool] = {}
@@ -135,7 +121,7 @@ def _described(intent: str, samples: list[str]) -> str:
 def _schema(
     intent: str,
     slots: Mapping[str, str],
-    types: Mapping[str, tuple[SlotValue, ...]],
+    types: Mapping[str, tuple[TypeValue, ...]],
     closed: set[tuple[str, str]],
     required: Iterable[str],
 ) -> dict[str, Any]:
@@ -161,23 +147,6 @@ def _schema(
     if needed:
         schema["required"] = needed
     return schema
-
-
-def _slot_types(document: Mapping[str, Any]) -> dict[str, tuple[SlotValue, ...]]:
-    types: dict[str, tuple[SlotValue, ...]] = {}
-    for slot_type in document.get("types") or []:
-        try:
-            types[slot_type["name"]] = tuple(
-                SlotValue(
-                    value.get("id"),
-                    value["name"]["value"],
-                    tuple(value["name"].get("synonyms") or ()),
-                )
-                for value in slot_type.get("values") or []
-            )
-        except (KeyError, TypeError, AttributeError):
-            continue  # `models check` reports a malformed type; it is simply not a list here
-    return types
 
 
 def _dialog_slots(dialog: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, Any]]]:
