@@ -103,8 +103,12 @@ def call_tool(
 
 
 def _session(url: str, auth: Credentials, timeout: float, run: Any) -> Any:
+    # The HTTP statuses seen: the SDK reports a refusal as "Server returned an error
+    # response", and the last status says which.
+    statuses: list[int] = []
+
     def session() -> Any:
-        return asyncio.run(asyncio.wait_for(_connected(url, auth, run), timeout))
+        return asyncio.run(asyncio.wait_for(_connected(url, auth, run, statuses), timeout))
 
     try:
         try:
@@ -119,10 +123,14 @@ def _session(url: str, auth: Credentials, timeout: float, run: Any) -> Any:
     except McpFailure:
         raise
     except BaseException as exc:  # the SDK raises groups, HTTP and protocol errors alike
-        raise McpFailure(f"{url}: {_reason(exc)}") from None
+        refused = statuses[-1:] == [401]
+        raise McpFailure(f"{url}: {REFUSED if refused else _reason(exc)}") from None
 
 
-async def _connected(url: str, auth: Credentials, run: Any) -> Any:
+REFUSED = "401 Unauthorized: the token was refused"
+
+
+async def _connected(url: str, auth: Credentials, run: Any, statuses: list[int]) -> Any:
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -159,8 +167,13 @@ async def _connected(url: str, auth: Credentials, run: Any) -> Any:
             client_secret=auth.client_secret or "",
             issuer=f"{parts.scheme}://{parts.netloc}",
         )
+
+    async def note(response: Any) -> None:
+        statuses.append(response.status_code)
+
+    hooks = {"response": [note]}
     async with (
-        httpx2.AsyncClient(headers=headers, auth=provider, timeout=30) as http,
+        httpx2.AsyncClient(headers=headers, auth=provider, timeout=30, event_hooks=hooks) as http,
         Client(streamable_http_client(url, http_client=http), mode="legacy") as client,
     ):
         return await run(client)
@@ -173,7 +186,7 @@ def _reason(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if status == 401:
-        return "401 Unauthorized: the token was refused"
+        return REFUSED
     text = str(exc) or type(exc).__name__
     return " ".join(printable(text).split())[:300]
 
