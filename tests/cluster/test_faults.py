@@ -34,6 +34,8 @@ RATE = 12.0
 #: Answers from the function before a fault, and again after the stack converged.
 BEFORE = 30
 MORE = 60
+#: Seconds past which an answer is reported with when it was sent (not a failure).
+SLOW = 1.0
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def test_no_answer_is_lost(stack: Stack, report: list[str], which: str) -> None:
             # The swarm has moved the work off the node; converged means moved and answering.
             wait_for(stack.converged, CONVERGE_WITHIN, f"the stack to recover from {fault.name}")
             recovered = time.monotonic() - hurt
+            undone: float | None = time.monotonic() - hurt
             fault.undo()
             wait_for(
                 lambda: set(stack.cluster.node_states().values()) == {"ready"},
@@ -117,6 +120,7 @@ def test_no_answer_is_lost(stack: Stack, report: list[str], which: str) -> None:
             )
         else:
             recovered = time.monotonic() - hurt
+            undone = None
         wait_for(stack.converged, CONVERGE_WITHIN, f"the stack to converge after {fault.name}")
         after = time.monotonic()
         wait_for(lambda: alexa.answered_since(after) >= MORE, 60, "answers after the fault")
@@ -133,6 +137,12 @@ def test_no_answer_is_lost(stack: Stack, report: list[str], which: str) -> None:
         f"sns {sum(d.delivered for d in deliveries)}/{len(deliveries)} delivered, "
         f"{sum(len(d.statuses) - 1 for d in deliveries)} resends  [{fault.victim}]"
     )
+    # When the slow answers came, against the fault and its undoing: what caused them.
+    slow = [f"+{s.at - hurt:.1f}" for s in samples if s.seconds > SLOW]
+    if slow:
+        back = "" if undone is None else f", node back at +{undone:.1f} s"
+        sent = " ".join(slow[:12])
+        report.append(f"  {len(slow)} answers over {SLOW:g} s, sent at {sent} s{back}")
     failed = [s.describe() for s in samples if not s.answered]
     assert failed == [], f"{fault.name}: {len(failed)} of {len(samples)} not answered: {failed[:5]}"
     assert figures["rate"] >= 10, f"the stream ran at {figures['rate']:.1f} requests a second"
