@@ -735,3 +735,31 @@ def test_haproxy_accepts_the_shipped_configuration(tmp_path):
         timeout=30,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+# --- several nodes (deploy/stack.ha.yml) ------------------------------------------
+
+HA_OVERRIDE = ROOT / "deploy" / "stack.ha.yml"
+
+
+def test_on_several_nodes_no_node_holds_two_replicas_of_a_function_or_a_dispatcher(stack):
+    ha = stack_config(DNSRR_OVERRIDE, HA_OVERRIDE)["services"]
+    dispatcher = ha["dispatcher"]["deploy"]
+    assert dispatcher["replicas"] >= 2
+    assert dispatcher["placement"]["max_replicas_per_node"] == 1
+    for name, service in ha.items():
+        if name != "dispatcher" and service["deploy"]["replicas"] >= 2:
+            # Losing a node must never take a function's last replica.
+            assert service["deploy"]["placement"]["max_replicas_per_node"] == 1, name
+
+
+def test_on_several_nodes_nothing_else_of_the_stack_changes(stack):
+    dnsrr = stack_config(DNSRR_OVERRIDE)["services"]
+    ha = stack_config(DNSRR_OVERRIDE, HA_OVERRIDE)["services"]
+    assert set(ha) == set(dnsrr)
+    for name in ha:
+        before, after = copy.deepcopy(dnsrr[name]), copy.deepcopy(ha[name])
+        for service in (before, after):
+            service["deploy"].pop("placement", None)
+            service["deploy"].pop("replicas", None)
+        assert after == before, name

@@ -7,9 +7,9 @@ have no network), and Debian's haproxy. Without any of them the suite skips, say
 
 The images are built from the working tree on the single-node engine and loaded into every
 node (only those a node lacks); the stack is docker-stack.yml + deploy/stack.dnsrr.yml +
-tests/swarm/stack.test.yml + stack.cluster.yml (two dispatchers and every function's two
-replicas on different nodes, SNS on); the balancer is deploy/haproxy.cfg with its bind line
-and server addresses replaced. What the faults cost is printed at the end under
+deploy/stack.ha.yml (two dispatchers, every function's two replicas on different nodes) +
+tests/swarm/stack.test.yml + stack.cluster.yml (SNS on); the balancer is deploy/haproxy.cfg
+with its bind line and server addresses replaced. What the faults cost is printed at the end under
 "cluster report".
 """
 
@@ -55,6 +55,7 @@ from verification.devca import DevCA
 HERE = Path(__file__).resolve().parent
 CLUSTER_SCRIPT = ROOT.parent / "shared" / "engine" / "docker-swarm-cluster.sh"
 CLUSTER_OVERRIDE = HERE / "stack.cluster.yml"
+HA_OVERRIDE = ROOT / "deploy" / "stack.ha.yml"
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
 SNS_CHAIN_TARGET = "/etc/funker-dispatch/devca-sns-chain.pem"
 #: Seconds for the whole stack to run all its replicas after a deploy or a fault.
@@ -389,7 +390,7 @@ def stack(
     (work / "devca-chain.pem").write_bytes(Path(ca.chain_path).read_bytes())
     (work / "devca-sns-chain.pem").write_bytes(Path(ca.sns_chain_path).read_bytes())
     name = f"fdcluster{secrets.token_hex(2)}"
-    files = [STACK_FILE, DNSRR_FILE, TEST_OVERRIDE, CLUSTER_OVERRIDE]
+    files = [STACK_FILE, DNSRR_FILE, HA_OVERRIDE, TEST_OVERRIDE, CLUSTER_OVERRIDE]
     variables = {
         "REGISTRY": "",
         "TAG": tag,
