@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -295,21 +295,21 @@ def _origin_allowed(settings: Settings) -> bool:
 
 
 def _resource_metadata() -> Response:
-    endpoint = _endpoint()
-    try:
-        resource = request_resource(endpoint.settings.mcp, request.scheme, request.host)
-    except ValueError as exc:
-        return _error("malformed", str(exc), 400)
-    return jsonify(endpoint.auth.resource_metadata(resource))
+    return _metadata(lambda auth, resource: auth.resource_metadata(resource))
 
 
 def _server_metadata() -> Response:
+    return _metadata(lambda auth, resource: auth.server_metadata(resource))
+
+
+def _metadata(document: Callable[[Any, str], Any]) -> Response:
+    """One of the two metadata documents (RFC 9728, RFC 8414), for the resource asked about."""
     endpoint = _endpoint()
     try:
         resource = request_resource(endpoint.settings.mcp, request.scheme, request.host)
     except ValueError as exc:
         return _error("malformed", str(exc), 400)
-    return jsonify(endpoint.auth.server_metadata(resource))
+    return jsonify(document(endpoint.auth, resource))
 
 
 def _authorize_view() -> Response:

@@ -18,7 +18,7 @@ from typing import Any
 
 from dispatch.registry import Route
 from skill.settings.sections import LocalFunction
-from skill.settings.values import ConfigError, quoted
+from skill.settings.values import ConfigError, quoted, reject_unknown
 
 #: Keys of a `[functions.NAME]` table and what they are for (the reference lists these).
 FUNCTION_KEYS: dict[str, str] = {
@@ -56,10 +56,7 @@ def _function(name: str, table: Any, source: str, base: Path) -> LocalFunction:
         )
     if not isinstance(table, Mapping):
         raise ConfigError(source, key, "must be a table")
-    unknown = sorted(set(table) - set(FUNCTION_KEYS))
-    if unknown:
-        allowed = ", ".join(FUNCTION_KEYS)
-        raise ConfigError(source, f"{key}.{unknown[0]}", f"unknown key (allowed: {allowed})")
+    reject_unknown(table, FUNCTION_KEYS, key, source)
     raw_dir = table.get("dir", f"functions/{name}")
     if not isinstance(raw_dir, str) or not raw_dir:
         raise ConfigError(source, f"{key}.dir", "must be a folder path")

@@ -27,6 +27,7 @@ from skill.settings.values import (
     parse_section,
     plain_path,
     read_table,
+    reject_unknown,
     text,
     text_list,
 )
@@ -171,10 +172,7 @@ def mcp_from_mapping(data: Mapping[str, Any], source: str) -> McpSettings:
         key = f"mcp.oauth.clients[{index}]"
         if not isinstance(entry, Mapping):
             raise ConfigError(source, key, "must be a table with client_id and secret_file")
-        unknown = sorted(set(entry) - set(MCP_CLIENT_KEYS))
-        if unknown:
-            allowed = ", ".join(MCP_CLIENT_KEYS)
-            raise ConfigError(source, f"{key}.{unknown[0]}", f"unknown key (allowed: {allowed})")
+        reject_unknown(entry, MCP_CLIENT_KEYS, key, source)
         client_id, secret_file = entry.get("client_id"), entry.get("secret_file")
         if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
             raise ConfigError(source, f"{key}.client_id", "must be printable ASCII without ':'")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 Parser = Callable[[Any], Any]
@@ -220,6 +220,14 @@ def read_table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, 
     if not isinstance(table, Mapping):
         raise ConfigError(source, name, "must be a table")
     return table
+
+
+def reject_unknown(table: Mapping[str, Any], allowed: Sequence[str], key: str, source: str) -> None:
+    """ConfigError naming the first key of table `key` that is not one of `allowed`."""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        listed = ", ".join(allowed)
+        raise ConfigError(source, f"{key}.{unknown[0]}", f"unknown key (allowed: {listed})")
 
 
 def parse_section(

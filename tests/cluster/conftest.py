@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from skill.settings.embedded import DEVELOPMENT_TOPIC
@@ -49,7 +48,12 @@ from tests.swarm.engine import (
     stack_images,
     wait_for,
 )
-from tests.swarm.test_swarm_stack import TEST_OVERRIDE, toml_text, trusting_config
+from tests.swarm.test_swarm_stack import (
+    TEST_OVERRIDE,
+    replicas_deployed,
+    toml_text,
+    trusting_config,
+)
 from verification.devca import DevCA
 
 HERE = Path(__file__).resolve().parent
@@ -336,17 +340,6 @@ class Stack:
         return "\n".join(parts)
 
 
-def replicas_of(files: list[Path]) -> dict[str, int]:
-    replicas: dict[str, int] = {}
-    for path in files:
-        services = yaml.safe_load(path.read_text(encoding="utf-8")).get("services") or {}
-        for name, service in services.items():
-            count = ((service or {}).get("deploy") or {}).get("replicas")
-            if count is not None:
-                replicas[name] = count
-    return replicas
-
-
 def balancer_config(cluster: Cluster, port: int, stats: Path) -> str:
     """deploy/haproxy.cfg as shipped, but for plain HTTP on loopback and this cluster's nodes,
     with a stats socket to ask which dispatchers it has in rotation."""
@@ -399,7 +392,7 @@ def stack(
         "SWARM_TEST_NAME": name,
         "SWARM_TEST_DIR": str(work),
     }
-    stack = Stack(cluster, name, replicas_of(files), ca)
+    stack = Stack(cluster, name, replicas_deployed(files), ca)
     manager = cluster.manager
     manager.run("network", "create", "--driver", "overlay", "--attachable", f"{name}_funker")
     haproxy: subprocess.Popen[bytes] | None = None
